@@ -1,0 +1,40 @@
+#!/bin/bash
+# The main job of the README: start the container system, serve locally built images from a
+# registry on 127.0.0.1 configured as the docker.io mirror, pull alpine:latest through it and
+# list what is there. Offline: nothing is contacted but 127.0.0.1 (and the Debian mirror while
+# the test images are built).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+if [ "$(id -u)" != 0 ]; then
+        echo "demo: run as root (sudo make demo): it starts the system-wide apiserver" >&2
+        exit 1
+fi
+CLI=$(realpath "$BUILD/src/cli/container")
+export CONTAINER_APISERVER=$(realpath "$BUILD/src/apiserver/container-apiserver")
+IMAGES=${CM_TEST_IMAGES:-/var/cache/container-machine-test/images}
+REGDIR=${CM_DEMO_REGISTRY:-/var/lib/container-demo-registry}
+PORT=${CM_DEMO_PORT:-5000}
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+run() { step "$*"; "$@"; }
+
+echo "== building the test images (cached after the first run)"
+tests/fixtures/build-images.sh "$IMAGES" | sed 's/^/   /'
+
+echo "== serving them from a local registry on 127.0.0.1:$PORT"
+mkdir -p "$REGDIR"
+tests/fixtures/registry.sh stop "$REGDIR" >/dev/null 2>&1 || true
+CM_TEST_IMAGES=$IMAGES tests/fixtures/registry.sh start "$REGDIR" "$PORT" | sed 's/^/   /'
+CM_TEST_IMAGES=$IMAGES tests/fixtures/registry.sh push "$REGDIR" "$PORT" | sed 's/^/   /'
+
+container() { "$CLI" "$@"; }
+run container system start
+run container system property set registry.mirrors "http://127.0.0.1:$PORT"
+run container image pull alpine:latest
+run container image pull "127.0.0.1:$PORT/library/debian:12"
+run container image ls
+run container system status
+echo
+echo "The registry keeps running at 127.0.0.1:$PORT (stop it: tests/fixtures/registry.sh stop $REGDIR)."
+echo "Machines ('container machine create alpine:latest') arrive with the next milestone."
