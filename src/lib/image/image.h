@@ -46,6 +46,14 @@ int image_save(struct image_store *s, const char *const *refs, size_t n_refs, in
 int image_import(struct image_store *s, int fd, const char *ref, char ret_digest[DIGEST_STR_MAX],
                  struct cm_error **err);
 
+/* ref as the user wrote it ("busybox") -> the full normalized name the store uses. */
+int image_normalize_name(const char *ref, char **ret, struct cm_error **err);
+/* Finds ref in the store: by its normalized name, or for name@digest by any name of that
+ * repository whose target has that digest. CM_ENOTFOUND "image not found: <ref>" otherwise.
+ * ret_name (optional) gets the stored name; ret_target is released with oci_descriptor_done. */
+int image_lookup(struct image_store *s, const char *ref, char **ret_name, struct oci_descriptor *ret_target,
+                 struct cm_error **err);
+
 /* Listing and inspection. list: array of {name, repository, tag, digest, size, created}.
  * inspect: {name, digest, mediaType, manifest, config, size, created, platform, layers}. */
 int image_list(struct image_store *s, json_t **ret, struct cm_error **err);

@@ -40,8 +40,11 @@ int blob_writer_write(struct blob_writer *w, const void *data, size_t len, struc
 uint64_t blob_writer_size(const struct blob_writer *w);
 /* Discards what was written so far (restart of an interrupted download). */
 int blob_writer_reset(struct blob_writer *w);
+/* commit and abort both consume w (commit frees it on failure too, leaving nothing visible). */
 int blob_writer_commit(struct blob_writer *w, char ret_digest[DIGEST_STR_MAX], struct cm_error **err);
 void blob_writer_abort(struct blob_writer *w);
+/* Blobs committed by this handle stay protected from image_store_gc until a name reaches
+ * them (image_store_tag) or an hour has passed: a pull tags only after all its downloads. */
 
 /* ---- names ---- */
 /* Points name at a manifest or index descriptor (replacing an older target). */
@@ -62,6 +65,16 @@ void image_store_entries_free(struct image_store_entry *e, size_t n);
  * manifests and configs). in_use(diff_id) may protect layers still used by machines. */
 int image_store_gc(struct image_store *s, bool (*layer_in_use)(const char *diff_id, void *ud), void *ud,
                    struct cm_error **err);
+/* The in_use check gc uses when called without one (e.g. by image_remove): the machine
+ * store registers it so layers under machines survive the removal of their image. */
+void image_store_set_layer_in_use(struct image_store *s, bool (*layer_in_use)(const char *diff_id, void *ud),
+                                  void *ud);
+
+/* Calls fn for target and every blob it reaches that the store can read (an index's
+ * manifests that are present, configs, layers), each once. fn returning < 0 stops the walk. */
+typedef int (*image_store_walk_fn)(const char *digest, const char *media_type, int64_t size, void *ud);
+int image_store_walk(struct image_store *s, const struct oci_descriptor *target, image_store_walk_fn fn, void *ud,
+                     struct cm_error **err);
 
 /* ---- unpacked layers ($CONTAINER_ROOT/layers/<diff-id hex>) ---- */
 /* Makes sure the layer with this diff_id is unpacked from blob_digest; two callers at once
