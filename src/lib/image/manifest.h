@@ -44,6 +44,7 @@ struct oci_index {
         size_t n_manifests;
 };
 
+/* Empty strings in the JSON are stored as NULL. */
 struct oci_image_config {
         struct oci_platform platform;
         char *created;      /* ISO-8601 or NULL */
@@ -51,7 +52,7 @@ struct oci_image_config {
         char **entrypoint;  /* NULL-terminated or NULL */
         char **cmd;         /* NULL-terminated or NULL */
         char *working_dir, *user, *stop_signal;
-        char **diff_ids;    /* validated digests */
+        char **diff_ids;    /* validated digests, NULL-terminated */
         size_t n_diff_ids;
 };
 
@@ -63,13 +64,21 @@ int oci_manifest_parse(const char *data, size_t len, struct oci_manifest **ret, 
 int oci_index_parse(const char *data, size_t len, struct oci_index **ret, struct cm_error **err);
 int oci_config_parse(const char *data, size_t len, struct oci_image_config **ret, struct cm_error **err);
 /* Picks the manifest for "os/arch[/variant]" (NULL = host platform). -ENOENT with a message
- * listing the available platforms when none matches. */
+ * listing the available platforms when none matches. Variants compare as containerd does
+ * (arm means arm/v7, arm64 means arm64/v8; an arm/v7 request accepts v6 and v5 entries,
+ * preferring the closest). An index whose only entry has no platform selects that entry. *ret
+ * points into idx. */
 int oci_index_select(const struct oci_index *idx, const char *platform, const struct oci_descriptor **ret,
                      struct cm_error **err);
-/* Host platform as "linux/amd64" style strings. */
+/* Host architecture as a GOARCH name: "amd64", "arm64", "arm", "386", "ppc64le", "s390x",
+ * "riscv64" (uname's machine for anything else). */
 const char *oci_host_arch(void);
+/* Host variant ("v7" on 32-bit arm builds) or NULL. */
+const char *oci_host_variant(void);
 /* Layer media type -> compression; -EPROTONOSUPPORT for unknown types. */
 int oci_layer_compression(const char *media_type, enum layer_compression *ret);
+/* "os/arch[/variant]", lowercased, common aliases mapped (x86_64 -> amd64, aarch64 -> arm64,
+ * armhf -> arm/v7). Caller releases *ret with oci_platform_done(). */
 int oci_platform_parse(const char *s, struct oci_platform *ret, struct cm_error **err);
 
 void oci_descriptor_done(struct oci_descriptor *d);

@@ -21,7 +21,9 @@ char *image_ref_format(const struct image_ref *r);
 /* "registry/repository" */
 char *image_ref_name(const struct image_ref *r);
 /* Short form for display, as docker shows it: docker.io/library/ dropped ("alpine"),
- * docker.io/ dropped ("user/app"), others unchanged. Repository only, no tag. */
+ * docker.io/ dropped ("user/app"), others unchanged. Repository only, no tag. Unlike docker,
+ * docker.io/ stays when dropping it would make the name read as another registry
+ * ("docker.io/example.com/x"): the familiar name always parses back to the same image. */
 char *image_ref_familiar_name(const struct image_ref *r);
 void image_ref_free(struct image_ref *r);
 static inline void image_ref_freep(struct image_ref **r) { image_ref_free(*r); }
