@@ -43,7 +43,9 @@ static int m_pull(struct request *req, json_t *params, json_t **ret, struct cm_e
         };
         _cleanup_free_ char *name = NULL;
         char digest[DIGEST_STR_MAX] = "";
+        time_t op = image_store_op_begin(req->srv->store);
         r = image_pull(req->srv->store, &ro, ref, &po, &name, digest, err);
+        image_store_op_end(req->srv->store, op, r < 0);
         registry_options_done(&ro, auth);
         if (r < 0)
                 return r;
@@ -112,7 +114,9 @@ static int m_load(struct request *req, json_t *params, json_t **ret, struct cm_e
         if (fd < 0)
                 return fd;
         json_t *names = NULL;
+        time_t op = image_store_op_begin(req->srv->store);
         int r = image_load(req->srv->store, fd, &names, err);
+        image_store_op_end(req->srv->store, op, r < 0);
         if (r < 0)
                 return r;
         *ret = json_pack("{s:o}", "names", names);
@@ -142,7 +146,9 @@ static int m_import(struct request *req, json_t *params, json_t **ret, struct cm
         if (fd < 0)
                 return fd;
         char digest[DIGEST_STR_MAX] = "";
+        time_t op = image_store_op_begin(req->srv->store);
         r = image_import(req->srv->store, fd, ref, digest, err);
+        image_store_op_end(req->srv->store, op, r < 0);
         if (r < 0)
                 return r;
         *ret = json_pack("{s:s,s:s}", "name", ref, "digest", digest);

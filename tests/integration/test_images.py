@@ -165,7 +165,7 @@ def test_pull_by_digest_and_tag(cm, registry):
     assert json.loads(cm.ok("image", "inspect", byd))[0]["digest"] == digest
     wrong = f"{registry}/library/busybox@sha256:{'0' * 64}"
     p = cm.run("image", "pull", wrong)
-    assert p.returncode == 1 and p.stderr.startswith("Error: ")
+    assert p.returncode == 1 and p.stderr.strip().splitlines()[-1].startswith("Error: ")
 
 
 def test_pull_zstd_layers(cm, registry):
@@ -293,7 +293,7 @@ def test_tag_push_and_pull_back(c, registry):
 
 def test_rm_unknown_and_inspect_unknown(cm):
     p = cm.run("image", "rm", "no/such:image")
-    assert p.returncode == 1 and p.stderr.startswith("Error: ") and "not found" in p.stderr
+    assert p.returncode == 1 and p.stderr.strip().splitlines()[-1].startswith("Error: ") and "not found" in p.stderr
     p = cm.run("image", "inspect", "no/such:image")
     assert p.returncode == 1 and "not found" in p.stderr
 
@@ -302,7 +302,7 @@ def test_rm_unknown_and_inspect_unknown(cm):
 def test_bad_references(cm, ref):
     p = cm.run("image", "pull", ref)
     assert p.returncode in (1, 64)
-    assert p.stderr.startswith("Error: ")
+    assert p.stderr.strip().splitlines()[-1].startswith("Error: ")
 
 
 # ---------------------------------------------------------------- bad input leaves the store as it was
@@ -331,7 +331,7 @@ def test_bad_pulls_fail_cleanly(cm, fake, repo, words):
     before = cm.store_snapshot()
     p = cm.run("image", "pull", f"{fake.address}/{repo}:latest", timeout=180)
     assert p.returncode == 1, p.stdout
-    assert p.stderr.startswith("Error: ")
+    assert p.stderr.strip().splitlines()[-1].startswith("Error: ")
     assert words.lower() in p.stderr.lower(), p.stderr
     assert cm.store_snapshot() == before
     for t in EVIL_TARGETS:
@@ -355,7 +355,7 @@ def test_import_refuses_escaping_tarballs(cm, kind, tmp_path):
     f.write_bytes(make_tar(EVIL_LAYERS[kind]))
     before = cm.store_snapshot()
     p = cm.run("image", "import", f, f"local/evil-{kind}:1")
-    assert p.returncode == 1 and p.stderr.startswith("Error: ")
+    assert p.returncode == 1 and p.stderr.strip().splitlines()[-1].startswith("Error: ")
     assert cm.store_snapshot() == before
     for t in EVIL_TARGETS:
         assert not os.path.lexists(t)
@@ -366,5 +366,5 @@ def test_load_garbage_is_refused(cm, tmp_path):
     f.write_bytes(b"this is not an archive" * 100)
     before = cm.store_snapshot()
     p = cm.run("image", "load", "-i", f)
-    assert p.returncode == 1 and p.stderr.startswith("Error: ")
+    assert p.returncode == 1 and p.stderr.strip().splitlines()[-1].startswith("Error: ")
     assert cm.store_snapshot() == before

@@ -526,6 +526,16 @@ int image_load(struct image_store *s, int fd, json_t **ret_names, struct cm_erro
                                          "org.opencontainers.image.ref.name in index.json)");
         }
         loader_done(&l);
+        /* Every loaded image is unpacked now, so that a layer failing the safety checks is
+         * refused here rather than at machine creation; on failure no loaded name remains. */
+        for (size_t i = 0; r >= 0 && i < json_array_size(names); i++) {
+                struct image_resolved *res = NULL;
+                r = image_resolve(s, json_string_value(json_array_get(names, i)), NULL, &res, err);
+                image_resolved_free(res);
+        }
+        if (r < 0)
+                for (size_t i = 0; i < json_array_size(names); i++)
+                        image_store_untag(s, json_string_value(json_array_get(names, i)), NULL);
         if (r < 0) {
                 cm_error_prefix(err, "load");
                 json_decref(names);
@@ -853,6 +863,12 @@ int image_import(struct image_store *s, int fd, const char *ref, char ret_digest
         r = image_store_blob_put(s, manifest_text, strlen(manifest_text), manifest_digest, err);
         if (r < 0)
                 return r;
+        /* Unpack before naming it: a layer that fails the safety checks must not become an image. */
+        r = image_store_layer_ensure(s, layer, diff_id, err);
+        if (r < 0) {
+                cm_error_prefix(err, "import %s", ref);
+                return r;
+        }
         struct oci_descriptor d = {.media_type = (char *)MT_OCI_MANIFEST, .digest = manifest_digest,
                                    .size = (int64_t)strlen(manifest_text)};
         r = image_store_tag(s, name, &d, err);

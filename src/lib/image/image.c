@@ -1,6 +1,7 @@
 #include "image/image.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "image/manifest.h"
 #include "image/ref.h"
@@ -248,9 +249,16 @@ int image_inspect(struct image_store *s, const char *ref, json_t **ret, struct c
         json_t *layers = json_array();
         for (size_t i = 0; layers && i < p.manifest->n_layers; i++) {
                 const struct oci_descriptor *l = &p.manifest->layers[i];
-                json_array_append_new(layers, json_pack("{s:s, s:s, s:I, s:s?}", "digest", l->digest, "mediaType",
-                                                        l->media_type, "size", (json_int_t)l->size, "diffId",
-                                                        i < p.config->n_diff_ids ? p.config->diff_ids[i] : NULL));
+                const char *diff_id = i < p.config->n_diff_ids ? p.config->diff_ids[i] : NULL;
+                /* Where the layer lies unpacked, when it does (machines use these directories). */
+                _cleanup_free_ char *path = diff_id ? image_store_layer_path(s, diff_id) : NULL;
+                if (path && access(path, F_OK) < 0) {
+                        free(path);
+                        path = NULL;
+                }
+                json_array_append_new(layers, json_pack("{s:s, s:s, s:I, s:s?, s:s?}", "digest", l->digest,
+                                                        "mediaType", l->media_type, "size", (json_int_t)l->size,
+                                                        "diffId", diff_id, "path", path));
         }
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:s?, s:o, s:o}", "name", name, "digest",
                               target.digest, "manifestDigest", p.manifest_digest, "mediaType", target.media_type,

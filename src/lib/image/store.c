@@ -36,6 +36,7 @@ struct image_store {
         pthread_mutex_t fresh_mu;
         struct fresh_blob *fresh;
         size_t n_fresh;
+        int active_ops; /* guarded by fresh_mu */
         bool (*layer_in_use)(const char *diff_id, void *ud);
         void *layer_in_use_ud;
 };
@@ -329,6 +330,29 @@ static void fresh_settle(struct image_store *s, json_t *reachable) {
         }
         s->n_fresh = j;
         pthread_mutex_unlock(&s->fresh_mu);
+}
+
+time_t image_store_op_begin(struct image_store *s) {
+        pthread_mutex_lock(&s->fresh_mu);
+        s->active_ops++;
+        pthread_mutex_unlock(&s->fresh_mu);
+        return time(NULL);
+}
+
+void image_store_op_end(struct image_store *s, time_t started, bool failed) {
+        pthread_mutex_lock(&s->fresh_mu);
+        bool alone = --s->active_ops == 0;
+        if (failed && alone) {
+                /* Nothing else is in flight: what this operation added is no longer protected. */
+                size_t j = 0;
+                for (size_t i = 0; i < s->n_fresh; i++)
+                        if (s->fresh[i].when < started)
+                                s->fresh[j++] = s->fresh[i];
+                s->n_fresh = j;
+        }
+        pthread_mutex_unlock(&s->fresh_mu);
+        if (failed && alone)
+                image_store_gc(s, NULL, NULL, NULL);
 }
 
 /* ---- blobs ---- */

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "image/manifest.h"
 #include "util/digest.h"
@@ -20,6 +21,13 @@ struct blob_writer;
 int image_store_open(const char *root, struct image_store **ret, struct cm_error **err);
 void image_store_free(struct image_store *s);
 const char *image_store_root(const struct image_store *s);
+
+/* Operations that add to the store (pull, load, import) are bracketed by these: when one
+ * fails and no other is in flight, the blobs and layers it added that no name references
+ * are removed again, so a failed operation leaves the store as it was. (With several in
+ * flight, leftovers are unprotected after FRESH_TTL and go at the next gc.) */
+time_t image_store_op_begin(struct image_store *s);
+void image_store_op_end(struct image_store *s, time_t started, bool failed);
 
 /* ---- blobs ---- */
 bool image_store_blob_exists(struct image_store *s, const char *digest);
