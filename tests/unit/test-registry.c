@@ -1150,6 +1150,11 @@ static void test_e2e_index(void **state) {
         free(name);
         assert_true(image_store_blob_exists(s2, t->multi_other));
         assert_false(image_store_blob_exists(s2, t->multi_host));
+        /* the name now means that platform's image */
+        assert_string_equal(digest, t->multi_other);
+        assert_int_equal(image_store_resolve(s2, ref, &d), 0);
+        assert_string_equal(d.digest, t->multi_other);
+        oci_descriptor_done(&d);
         image_store_free(s2);
 
         /* a platform the index does not have */

@@ -330,18 +330,24 @@ static int pull_resolved(struct pull_ctx *ctx, const struct image_ref *ref, char
         struct oci_descriptor target = {.media_type = (char *)top_media_type,
                                         .digest = is_index ? top_digest : mdigest,
                                         .size = is_index ? (int64_t)top_len : (int64_t)mlen};
+        /* With an explicit --platform the tag names that platform's image (as docker does), so
+         * later uses of the name get what was asked for; without, it names the index and each
+         * use picks the host platform. name@digest always names what the digest is. */
+        struct oci_descriptor chosen = target;
+        if (is_index && po && po->platform)
+                chosen = (struct oci_descriptor){.media_type = m->media_type, .digest = mdigest, .size = (int64_t)mlen};
         if (name_dig) {
                 r = image_store_tag(ctx->s, name_dig, &target, err);
                 if (r < 0)
                         goto out;
         }
         if (name_tag) {
-                r = image_store_tag(ctx->s, name_tag, &target, err);
+                r = image_store_tag(ctx->s, name_tag, &chosen, err);
                 if (r < 0)
                         goto out;
         }
         if (ret_digest)
-                memcpy(ret_digest, target.digest, DIGEST_STR_MAX);
+                memcpy(ret_digest, name_tag ? chosen.digest : target.digest, DIGEST_STR_MAX);
         if (ret_name)
                 *ret_name = name_dig ? TAKE_PTR(name_dig) : TAKE_PTR(name_tag);
         r = 0;
