@@ -10,6 +10,7 @@
 #include "util/error.h"
 
 struct unpack_stats {
+        /* entries: tar entries read (whiteouts included); bytes: size of the uncompressed stream */
         uint64_t entries, bytes;
         char diff_id[72]; /* sha256 of the uncompressed stream */
 };
