@@ -13,4 +13,4 @@ apt-get install -y -q --no-install-recommends \
         python3 python3-pytest python3-pexpect \
         skopeo umoci docker-registry mmdebstrap busybox-static zstd \
         e2fsprogs nftables iproute2 util-linux passwd uidmap apache2-utils \
-        clang libclang-rt-14-dev hyperfine
+        clang libclang-rt-14-dev cppcheck hyperfine jq

@@ -16,6 +16,7 @@
  * request rather than a command line: keep control characters and megabyte-long strings out. */
 static const char *quote_for_message(const char *s, char buf[static QUOTE_MAX + 4]) {
         size_t n = 0;
+        /* cppcheck-suppress arrayIndexOutOfBoundsCond ; s is a NUL-terminated string of any length */
         for (; n < QUOTE_MAX && s[n]; n++)
                 buf[n] = ((unsigned char)s[n] < 0x20 || s[n] == 0x7f) ? '?' : s[n];
         if (s[n]) {
