@@ -71,7 +71,7 @@ if [ -n "${CM_FUZZ:-}" ] && [ "${CM_FUZZ}" != 0 ]; then
                         -Dbuildtype=debug >/dev/null
                 if ninja -C build-fuzz >/dev/null; then
                         for t in build-fuzz/tests/fuzz/fuzz-*; do
-                                [ -x "$t" ] || continue
+                                [ -f "$t" ] && [ -x "$t" ] || continue
                                 name=$(basename "$t")
                                 corpus=tests/fuzz/corpus/${name#fuzz-}
                                 work=$(mktemp -d)
