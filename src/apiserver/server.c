@@ -17,7 +17,7 @@
 #include "util/strv.h"
 
 static const struct method *find_method(const char *name) {
-        const struct method *tables[] = { system_methods, image_methods };
+        const struct method *tables[] = { system_methods, image_methods, machine_methods };
         for (size_t t = 0; t < ELEMENTSOF(tables); t++)
                 for (const struct method *m = tables[t]; m->name; m++)
                         if (streq(m->name, name))
@@ -117,6 +117,7 @@ static void *conn_thread(void *arg) {
 }
 
 int server_run(struct server *srv, int ready_fd) {
+        machines_init(srv);
         if (ready_fd >= 0) {
                 (void)!write(ready_fd, "", 1);
                 close(ready_fd);

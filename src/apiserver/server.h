@@ -44,6 +44,11 @@ struct method {
 /* Tables of the method groups (NULL-terminated by name). */
 extern const struct method system_methods[];
 extern const struct method image_methods[];
+extern const struct method machine_methods[];
+
+/* Registers the machines' layers with the image store's gc and removes leftovers of
+ * interrupted creates and removals. Called once before serving. */
+void machines_init(struct server *srv);
 
 /* Streams an event (e.g. progress) to the caller before the response. Steals ev. */
 void request_event(struct request *req, json_t *ev);
