@@ -131,6 +131,8 @@ static int fetch_blob(struct pull_ctx *ctx, struct blob_job *j, struct cm_error 
                 error_relabel(err, j->kind, d->digest);
                 return r;
         }
+        if (!j->diff_id) /* a layer is done only once unpacked */
+                progress(ctx, d->digest, "done", total, total);
         return 0;
 }
 
