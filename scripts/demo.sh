@@ -22,9 +22,13 @@ run() { step "$*"; "$@"; }
 echo "== building the test images (cached after the first run)"
 tests/fixtures/build-images.sh "$IMAGES" | sed 's/^/   /'
 
-echo "== serving them from a local registry on 127.0.0.1:$PORT"
 mkdir -p "$REGDIR"
 tests/fixtures/registry.sh stop "$REGDIR" >/dev/null 2>&1 || true
+# another registry may already listen on 5000: take the next free port
+while /usr/bin/python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$PORT" 2>/dev/null; [ $? -ne 0 ]; do
+        PORT=$((PORT + 1))
+done
+echo "== serving them from a local registry on 127.0.0.1:$PORT"
 CM_TEST_IMAGES=$IMAGES tests/fixtures/registry.sh start "$REGDIR" "$PORT" | sed 's/^/   /'
 CM_TEST_IMAGES=$IMAGES tests/fixtures/registry.sh push "$REGDIR" "$PORT" | sed 's/^/   /'
 
