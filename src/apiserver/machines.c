@@ -645,7 +645,11 @@ static int m_create(struct request *req, json_t *params, json_t **ret, struct cm
         if (platform && !*platform)
                 platform = NULL;
         _cleanup_free_ char *stored = NULL;
-        if (image_lookup(srv->store, image, &stored, NULL, NULL) < 0) {
+        struct oci_descriptor found = { 0 };
+        bool present = image_lookup(srv->store, image, &stored, &found, NULL) >= 0;
+        if (present)
+                oci_descriptor_done(&found);
+        if (!present) {
                 struct registry_options ro;
                 char *auth = NULL;
                 request_registry_options(req, &ro, &auth);

@@ -54,3 +54,4 @@ void progress_finish(struct progress *p);
 int cmd_system(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
+int cmd_machine(int argc, char **argv);

@@ -10,6 +10,7 @@ static const char main_help[] =
         "Persistent Linux machines from OCI images.\n"
         "\n"
         "Commands:\n"
+        "  machine    create, run in, list, stop and delete machines (alias: m)\n"
         "  system     start, stop and inspect the container system (apiserver)\n"
         "  image      pull, list, inspect, load, save, import, tag, push and remove images\n"
         "  registry   log in to and out of registries\n"
@@ -36,6 +37,8 @@ int main(int argc, char **argv) {
                 return cmd_system(argc - 1, argv + 1);
         if (streq(cmd, "image") || streq(cmd, "i") || streq(cmd, "images"))
                 return cmd_image(argc - 1, argv + 1);
+        if (streq(cmd, "machine") || streq(cmd, "m") || streq(cmd, "machines"))
+                return cmd_machine(argc - 1, argv + 1);
         if (streq(cmd, "registry"))
                 return cmd_registry(argc - 1, argv + 1);
         fprintf(stderr, "Error: unknown command '%s'\n\n%s", cmd, main_help);
