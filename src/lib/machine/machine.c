@@ -132,9 +132,9 @@ int machine_parse_memory(const char *s, uint64_t *ret) {
         double bytes = v * mult;
         if (bytes >= 18446744073709551615.0)
                 return -ERANGE;
-        if (mult == 1 && v != floor(v))
+        if (mult == 1 && v != (double)(uint64_t)v)
                 return -EINVAL; /* fractional bytes */
-        *ret = (uint64_t)llround(bytes);
+        *ret = (uint64_t)(bytes + 0.5);
         return 0;
 }
 
@@ -481,8 +481,22 @@ char *machine_default_path(const char *root, uid_t uid) {
 
 /* ---- state ---- */
 
+/* A dead process whose parent has not reaped it yet (a zombie) is gone for our purposes. */
+static bool is_zombie(pid_t pid) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        if (fs_read_all(AT_FDCWD, path, 4096, &data, &len) < 0)
+                return true;
+        const char *rp = strrchr(data, ')'); /* comm may contain anything, but not after the last ')' */
+        return !rp || rp[1] != ' ' || rp[2] == 'Z' || rp[2] == 'X';
+}
+
 static bool is_runtime_process(pid_t pid) {
         char path[64], buf[256];
+        if (is_zombie(pid))
+                return false;
         snprintf(path, sizeof path, "/proc/%ld/comm", (long)pid);
         _cleanup_free_ char *comm = NULL;
         size_t len = 0;
