@@ -269,12 +269,21 @@ static int read_ready_line(int fd, int timeout_ms, char *buf, size_t size) {
 /* Starts the machine's runtime detached (own session, not our child) and waits for its
  * readiness line. Caller holds the machine lock. */
 static int boot(struct server *srv, const char *name, struct cm_error **err) {
-        enum machine_state s = machine_state_read(srv->run, name, NULL);
-        if (s == MACHINE_RUNNING || s == MACHINE_STARTING)
+        /* A runtime in transition without us (spawned before an apiserver restart, or an init
+         * that halted by itself): wait until it settles. */
+        enum machine_state s;
+        for (int waited = 0;; waited += 50) {
+                s = machine_state_read(srv->run, name, NULL);
+                if ((s != MACHINE_STARTING && s != MACHINE_STOPPING) || waited >= BOOT_TIMEOUT_MS)
+                        break;
+                struct timespec ts = { 0, 50 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        if (s == MACHINE_RUNNING)
                 return 0;
-        if (s == MACHINE_STOPPING)
-                return cm_error_set(err, CM_EINVALID, "container machine %s is stopping; try again when it has stopped",
-                                    name);
+        if (s != MACHINE_STOPPED)
+                return cm_error_set(err, CM_EINTERNAL, "container machine %s is still %s after %d s", name,
+                                    machine_state_to_string(s), BOOT_TIMEOUT_MS / 1000);
         stale_check(srv, name);
         clean_stale_run(srv, name);
         _cleanup_free_ char *rd = machine_run_dir(srv->run, name);
