@@ -75,6 +75,10 @@ int sandbox_lookup_user(struct sandbox *sb, const char *name_or_uid, uid_t *ret_
 int sandbox_stop(struct sandbox *sb, unsigned timeout_sec);
 /* Tells the sandbox that its init was reaped (the runtime's waitpid saw it). */
 void sandbox_reaped(struct sandbox *sb, int status);
+/* Session processes (from sandbox_exec) that die while sandbox_stop waits are reaped there,
+ * because the kernel keeps a dying PID 1 around until every process of its pid namespace is
+ * reaped; their status goes to this callback (status as from waitpid). Optional. */
+void sandbox_on_session_exit(struct sandbox *sb, void (*cb)(pid_t pid, int status, void *userdata), void *userdata);
 /* Unmounts the root and removes the cgroup; safe to call more than once and after a crash
  * (then with sb == NULL and the spec's paths, see sandbox_cleanup_stale). */
 void sandbox_free(struct sandbox *sb);
