@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -20,6 +19,7 @@
 #include "machine/hostprobe.h"
 #include "machine/machine.h"
 #include "proto/session.h"
+#include "sandbox/sandbox.h"
 #include "server.h"
 #include "util/config.h"
 #include "util/fs.h"
@@ -28,8 +28,6 @@
 
 #define BOOT_TIMEOUT_MS 60000
 #define STOP_TIMEOUT_DEFAULT 10
-/* The session client may not be linked in every build stage: fall back to signals then. */
-#pragma weak session_control
 
 #define NOT_FOUND(err, name) cm_error_set(err, CM_ENOTFOUND, "container machine with ID %s not found", name)
 
@@ -211,14 +209,17 @@ static char *find_runtime(void) {
         return strdup("container-runtime");
 }
 
-/* A runtime that died leaves its run directory behind: unmount what it left and remove it. */
+/* A runtime that died leaves its run directory behind, maybe its mounted root and a cgroup
+ * with the machine's processes still in it (an orphaned init): unmount, kill what is left,
+ * remove. Only called when no runtime of this machine is alive. */
 static void clean_stale_run(struct server *srv, const char *name) {
         _cleanup_free_ char *rd = machine_run_dir(srv->run, name);
         if (!rd)
                 return;
         _cleanup_free_ char *rootfs = NULL;
-        if (asprintf(&rootfs, "%s/rootfs", rd) >= 0)
-                umount2(rootfs, MNT_DETACH);
+        if (asprintf(&rootfs, "%s/rootfs", rd) >= 0) {
+                sandbox_cleanup_stale(name, rootfs);
+        }
         fs_rm_rf(AT_FDCWD, rd);
 }
 
@@ -407,7 +408,7 @@ static int stop(struct server *srv, const char *name, unsigned timeout_sec, stru
         /* ask the runtime over its session socket: it answers once init is gone */
         _cleanup_free_ char *rd0 = machine_run_dir(srv->run, name);
         _cleanup_free_ char *sock = NULL;
-        if (session_control && rd0 && asprintf(&sock, "%s/session.sock", rd0) >= 0) {
+        if (rd0 && asprintf(&sock, "%s/session.sock", rd0) >= 0) {
                 json_t *reply = NULL;
                 int k = session_control(sock, "stop", timeout_sec, (int)(timeout_sec + 10) * 1000, &reply, NULL);
                 json_decref(reply);
