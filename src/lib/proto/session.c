@@ -685,7 +685,8 @@ int session_control(const char *socket_path, const char *op, unsigned timeout_se
         if (!s)
                 return -ENOMEM;
         int r = session_send(fd, SESSION_CHANNEL_DEFAULT, SESSION_OPEN, s, strlen(s));
-        if (r < 0)
+        /* EPIPE/ECONNRESET: the runtime refused us and hung up; its ERROR frame is still to read */
+        if (r < 0 && r != -EPIPE && r != -ECONNRESET)
                 return cm_error_set(err, -r, "send to %s: %s", socket_path, strerror(-r));
 
         struct session_decoder d;

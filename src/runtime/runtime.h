@@ -1,0 +1,66 @@
+/* container-runtime: one process per running machine. It is the parent of the machine's init
+ * (ns runtime), holds the console pty, and serves the machine's session socket.
+ *
+ *   main.c      arguments, lock, state files, readiness, the event loop, shutdown
+ *   ns.c        the machine itself: sandbox spec from the config, console pty and log
+ *   sessions.c  session connections: authorization, policy, relaying a process */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "machine/machine.h"
+#include "proto/session.h"
+#include "sandbox/sandbox.h"
+
+struct conn;
+
+struct runtime {
+        const char *name, *root, *run;
+        char *machine_dir; /* ROOT/machines/NAME */
+        char *run_dir;     /* RUN/machines/NAME */
+        int run_dir_fd;
+        struct machine_config *config;
+        struct sandbox *sb;
+        pid_t init_pid;
+        bool init_reaped;
+        char started[32]; /* ISO-8601 UTC */
+        const char *state;
+
+        /* console */
+        int console_master, console_slave;
+        int console_log;
+        uint64_t console_log_size;
+        bool console_hup; /* master saw EIO: retry later */
+
+        int listen_fd;
+        struct conn *conns;
+        unsigned n_conns;
+
+        bool stop_requested;
+        unsigned stop_timeout;
+};
+
+void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ns.c */
+int machine_boot(struct runtime *rt, struct cm_error **err);
+int console_open(struct runtime *rt);
+void console_pump(struct runtime *rt);
+void machine_stop(struct runtime *rt, unsigned timeout);
+
+/* sessions.c */
+void conn_accept(struct runtime *rt);
+/* Adds the conn's fds to the poll set (the tag says which conn/role). */
+struct pollfd;
+size_t conns_poll_fill(struct runtime *rt, struct pollfd *p, struct conn **owners, uint8_t *roles, size_t max);
+void conn_handle(struct runtime *rt, struct conn *c, uint8_t role, short revents);
+/* After a pass: finish exited sessions, flush, drop closed conns. */
+void conns_tick(struct runtime *rt);
+/* A reaped child: true if it was a session's process. */
+bool conns_child_exited(struct runtime *rt, pid_t pid, int status);
+/* Init is gone: answer stop waiters, let sessions finish. */
+void conns_machine_gone(struct runtime *rt);
+bool conns_all_done(struct runtime *rt);
+void conns_free(struct runtime *rt);
