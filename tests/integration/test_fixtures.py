@@ -17,7 +17,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 ALL_MANIFESTS = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST,
                  "application/vnd.docker.distribution.manifest.list.v2+json"]
-LAYOUTS = ["busybox", "debian", "multilayer", "busybox-zstd", "multiarch"]
+LAYOUTS = ["busybox", "debian", "multilayer", "busybox-zstd", "multiarch", "webstack"]
 
 
 @pytest.fixture
@@ -53,10 +53,11 @@ def test_image_configs(images):
     assert bb["config"]["Cmd"] == ["/bin/sh"]
     assert any(e.startswith("PATH=") for e in bb["config"]["Env"])
     assert (bb["os"], bb["architecture"]) == ("linux", "amd64")
-    deb = json.loads(skopeo("inspect", "--config", f"oci:{images / 'debian'}:latest"))
-    assert deb["config"]["Cmd"] == ["/sbin/init"]
-    assert "container=oci" in deb["config"]["Env"]
-    assert deb["config"]["StopSignal"] == "SIGRTMIN+3"
+    for name in ("debian", "webstack"):
+        deb = json.loads(skopeo("inspect", "--config", f"oci:{images / name}:latest"))
+        assert deb["config"]["Cmd"] == ["/sbin/init"]
+        assert "container=oci" in deb["config"]["Env"]
+        assert deb["config"]["StopSignal"] == "SIGRTMIN+3"
     ml = json.loads(skopeo("inspect", "--raw", f"oci:{images / 'multilayer'}:latest"))
     assert len(ml["layers"]) == 4  # busybox + 3
 
@@ -67,7 +68,7 @@ def test_cached_rebuild_is_a_no_op(images):
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert "building" not in p.stdout, p.stdout
-    assert p.stdout.count("up to date") == 6, p.stdout
+    assert p.stdout.count("up to date") == 7, p.stdout
     assert time.monotonic() - t < 10
 
 
@@ -159,6 +160,30 @@ def test_docker_media_types(registry):
     assert ctype == DOCKER_MANIFEST
     assert m["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
     assert m["layers"][0]["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+
+def test_webstack_image(registry, images):
+    """library/webstack:latest is the local layout, and its single layer holds apache2 and
+    mariadbd (the networking tests cannot apt-get them inside a machine)."""
+    index = json.loads((images / "webstack" / "index.json").read_text())
+    _, headers, _ = registry_get(registry, "/v2/library/webstack/manifests/latest",
+                                 accept=ALL_MANIFESTS, method="HEAD")
+    assert headers.get("Docker-Content-Digest") == index["manifests"][0]["digest"]
+    m = json.loads(skopeo("inspect", "--raw", f"oci:{images / 'webstack'}:latest"))
+    assert len(m["layers"]) == 1
+    blob = images / "webstack" / "blobs" / "sha256" / m["layers"][0]["digest"].split(":")[1]
+    want = {"usr/sbin/apache2", "usr/sbin/mariadbd", "usr/sbin/init"}  # /sbin -> usr/sbin
+    found, man_pages = {}, []
+    with tarfile.open(blob, "r|gz") as t:
+        for e in t:
+            name = e.name.removeprefix("./")
+            if name in want:
+                found[name] = "file" if e.isfile() else "symlink" if e.issym() else "other"
+            elif name.startswith("usr/share/man/") and e.isfile():
+                man_pages.append(name)
+    assert found == {"usr/sbin/apache2": "file", "usr/sbin/mariadbd": "file",
+                     "usr/sbin/init": "symlink"}
+    assert man_pages == []  # dpkg path-exclude keeps the image small
 
 
 def test_multilayer_roundtrip_unpacks_as_expected(registry, scratch):
