@@ -300,6 +300,11 @@ static int boot(struct server *srv, const char *name, struct cm_error **err) {
                 return cm_error_set(err, ENOMEM, "out of memory");
         char *const argv[] = { bin, "--root", srv->root, "--run", srv->run, "--ready-fd", "3", (char *)name, NULL };
 
+        /* the runtime's own messages (and any crash report) go to ROOT/machines/NAME/runtime.log */
+        _cleanup_free_ char *mdir = machine_dir(srv->root, name), *logpath = NULL;
+        if (!mdir || asprintf(&logpath, "%s/runtime.log", mdir) < 0)
+                return cm_error_set(err, ENOMEM, "out of memory");
+        _cleanup_close_ int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
         int pfd[2];
         if (pipe2(pfd, O_CLOEXEC) < 0)
                 return cm_error_set(err, errno, "pipe: %s", strerror(errno));
@@ -320,17 +325,20 @@ static int boot(struct server *srv, const char *name, struct cm_error **err) {
                 sigemptyset(&all);
                 sigprocmask(SIG_SETMASK, &all, NULL);
                 signal(SIGPIPE, SIG_DFL);
-                int null = open("/dev/null", O_RDWR);
-                if (pfd[1] != 3) {
-                        dup2(pfd[1], 3);
-                } else
-                        fcntl(3, F_SETFD, 0);
-                if (null >= 0) {
-                        dup2(null, 0);
-                        dup2(null, 1);
-                        dup2(null, 2);
-                        if (null > 3)
-                                close(null);
+                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+                int out = logfd >= 0 ? logfd : null;
+                /* move everything we hand on above 3 first, so no dup2 clobbers another */
+                int ready = fcntl(pfd[1], F_DUPFD_CLOEXEC, 10);
+                int in = null >= 0 ? fcntl(null, F_DUPFD_CLOEXEC, 10) : -1;
+                out = out >= 0 ? fcntl(out, F_DUPFD_CLOEXEC, 10) : -1;
+                if (ready < 0)
+                        _exit(127);
+                dup2(ready, 3); /* dup2 clears FD_CLOEXEC on the copy */
+                if (in >= 0)
+                        dup2(in, 0);
+                if (out >= 0) {
+                        dup2(out, 1);
+                        dup2(out, 2);
                 }
                 if (chdir("/") < 0) {
                         /* nothing to do about it */
@@ -351,13 +359,13 @@ static int boot(struct server *srv, const char *name, struct cm_error **err) {
         close(pfd[0]);
         if (r == -ETIMEDOUT)
                 return cm_error_set(err, CM_EINTERNAL,
-                                    "container machine %s did not become ready within %d s (see %s/machines/%s/runtime.log)",
-                                    name, BOOT_TIMEOUT_MS / 1000, srv->root, name);
+                                    "container machine %s did not become ready within %d s (see %s)", name,
+                                    BOOT_TIMEOUT_MS / 1000, logpath);
         if (r < 0) {
                 stale_check(srv, name);
                 return cm_error_set(err, CM_EINTERNAL,
-                                    "the runtime of container machine %s exited during start-up (see %s/machines/%s/runtime.log)",
-                                    name, srv->root, name);
+                                    "the runtime of container machine %s exited during start-up (see %s)", name,
+                                    logpath);
         }
         _cleanup_json_ json_t *j = json_loads(line, 0, NULL);
         if (!json_is_object(j))
