@@ -28,6 +28,7 @@
 
 #define BOOT_TIMEOUT_MS 60000
 #define STOP_TIMEOUT_DEFAULT 10
+#define RUNTIME_LOG_MAX (1 << 20) /* then it becomes runtime.log.1 at the next boot */
 
 #define NOT_FOUND(err, name) cm_error_set(err, CM_ENOTFOUND, "container machine with ID %s not found", name)
 
@@ -304,6 +305,12 @@ static int boot(struct server *srv, const char *name, struct cm_error **err) {
         _cleanup_free_ char *mdir = machine_dir(srv->root, name), *logpath = NULL;
         if (!mdir || asprintf(&logpath, "%s/runtime.log", mdir) < 0)
                 return cm_error_set(err, ENOMEM, "out of memory");
+        struct stat lst;
+        if (stat(logpath, &lst) == 0 && lst.st_size > RUNTIME_LOG_MAX) {
+                _cleanup_free_ char *old = NULL;
+                if (asprintf(&old, "%s.1", logpath) >= 0)
+                        rename(logpath, old);
+        }
         _cleanup_close_ int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
         int pfd[2];
         if (pipe2(pfd, O_CLOEXEC) < 0)
@@ -1169,6 +1176,36 @@ static int m_logs(struct request *req, json_t *params, json_t **ret, struct cm_e
         return 0;
 }
 
+/* Root only (system stop --machines): stops every running machine, each under its lock. */
+static int m_stop_all(struct request *req, json_t *params, json_t **ret, struct cm_error **err) {
+        struct server *srv = req->srv;
+        _cleanup_free_ char *mr = machines_root(srv);
+        _cleanup_closedir_ DIR *d = mr ? opendir(mr) : NULL;
+        json_t *stopped = json_array(), *errors = json_array();
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                const char *name = de->d_name;
+                if (name[0] == '.' || machine_name_validate(name, NULL) < 0)
+                        continue;
+                if (machine_state_read(srv->run, name, NULL) == MACHINE_STOPPED)
+                        continue;
+                _cleanup_close_ int lock = -1;
+                _cleanup_error_ struct cm_error *e = NULL;
+                int r = machine_lock(srv, name, &lock);
+                if (r == -ENOENT)
+                        continue;
+                if (r >= 0)
+                        r = stop(srv, name, param_timeout(params), &e);
+                if (r < 0)
+                        json_array_append_new(errors, json_pack("{s:s,s:s}", "name", name, "message",
+                                                                e && e->message ? e->message : strerror(-r)));
+                else
+                        json_array_append_new(stopped, json_string(name));
+        }
+        *ret = json_pack("{s:o,s:o}", "stopped", stopped, "errors", errors);
+        return 0;
+}
+
 /* Image layers under machines survive `image rm` of their image. */
 static bool layer_in_use(const char *diff_id, void *ud) {
         struct server *srv = ud;
@@ -1225,5 +1262,6 @@ const struct method machine_methods[] = {
         { "machine.set-default", m_set_default, false },
         { "machine.rm", m_rm, false },
         { "machine.logs", m_logs, false },
+        { "machine.stop-all", m_stop_all, true },
         {},
 };
