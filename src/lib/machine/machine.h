@@ -4,12 +4,16 @@
  *   $CONTAINER_ROOT/machines/<name>/upper/        the machine's own files (overlay upper dir)
  *   $CONTAINER_ROOT/machines/<name>/work/         overlay work dir
  *   $CONTAINER_ROOT/machines/<name>/console.log   init's console output (written by the runtime)
- *   $CONTAINER_ROOT/machines/<name>/.lock         flock: every mutation of the machine holds it
+ *   $CONTAINER_ROOT/machines/<name>/runtime.log   the runtime's stdout/stderr (apiserver opens it; .1 = previous)
+ *   $CONTAINER_ROOT/machines/<name>/.lock         flock: every mutation of the machine holds it (apiserver;
+ *                                                 held while waiting for the runtime's ready line, so the
+ *                                                 runtime must not wait for it)
  *   $CONTAINER_ROOT/machines/.default-<uid>       that owner's default machine's name (a file)
  *   $CONTAINER_ROOT/machines/.tmp-<name>-XXXXXX   a machine being created (renamed into place)
  *   $CONTAINER_RUN/machines/<name>/session.sock   the runtime's session socket (root:container 0660)
  *   $CONTAINER_RUN/machines/<name>/runtime.pid    the runtime's pid
  *   $CONTAINER_RUN/machines/<name>/state          "starting" | "running" | "stopping" (absent = stopped)
+ *   $CONTAINER_RUN/machines/<name>/stop-timeout   seconds init may take, written before a SIGTERM stop
  *   $CONTAINER_RUN/machines/<name>/rootfs/        mount point of the machine's root (ns runtime)
  */
 #pragma once
