@@ -40,12 +40,9 @@ json_t *system_runtimes(void) {
         _cleanup_free_ char *ns_reason = NULL;
         int ns = host_probe_ns(&ns_reason);
         json_t *nsj = json_object();
-        json_object_set_new(nsj, "available", json_false());
-        json_object_set_new(nsj, "hostCapable", json_boolean(ns > 0));
-        char nreason[512];
-        snprintf(nreason, sizeof nreason, "%s%sthe ns runtime is not built yet", ns > 0 ? "" : ns_reason ? ns_reason : "",
-                 ns > 0 ? "host kernel has what it needs; " : "; ");
-        json_object_set_new(nsj, "reason", json_string(nreason));
+        json_object_set_new(nsj, "available", json_boolean(ns > 0));
+        if (ns <= 0)
+                json_object_set_new(nsj, "reason", json_string(ns_reason ? ns_reason : "unknown"));
         json_object_set_new(rts, "ns", nsj);
         return rts;
 }

@@ -215,14 +215,17 @@ void table_print(struct table *t) {
                                 w[c] = l;
                 }
         for (size_t r = 0; r < t->nrows; r++) {
-                for (size_t c = 0; c < t->ncols; c++) {
-                        if (c + 1 == t->ncols)
+                /* no trailing blanks: stop after the last non-empty cell */
+                size_t last = 0;
+                for (size_t c = 0; c < t->ncols; c++)
+                        if (t->rows[r][c][0])
+                                last = c;
+                for (size_t c = 0; c <= last; c++) {
+                        if (c == last)
                                 printf("%s", t->rows[r][c]);
                         else
                                 printf("%-*s  ", (int)w[c], t->rows[r][c]);
                 }
-                /* no trailing blanks when the last column is empty */
-                fflush(stdout);
                 putchar('\n');
         }
 }

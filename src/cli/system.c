@@ -137,16 +137,35 @@ static int system_start(int argc, char **argv) {
 }
 
 static int system_stop(int argc, char **argv) {
-        static const char usage[] = "Usage: container system stop\n";
-        if (argc > 1) {
-                if (streq(argv[1], "--help") || streq(argv[1], "-h")) {
+        static const char usage[] = "Usage: container system stop [--machines]\n"
+                                    "  Stops the apiserver. Running machines keep running unless --machines is given.\n"
+                                    "  --machines   stop every machine first (graceful, through each machine's init)\n";
+        bool machines = false;
+        for (int i = 1; i < argc; i++) {
+                if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
                         fputs(usage, stdout);
                         return 0;
                 }
-                return cli_usage_error(usage, "unexpected argument '%s'", argv[1]);
+                if (streq(argv[i], "--machines"))
+                        machines = true;
+                else
+                        return cli_usage_error(usage, "unexpected argument '%s'", argv[i]);
         }
         _cleanup_json_ json_t *res = NULL;
         _cleanup_free_ char *msg = NULL;
+        if (machines) {
+                _cleanup_json_ json_t *st = NULL;
+                if (cli_try_call("machine.stop-all", NULL, &st, &msg) < 0 && msg && !strstr(msg, "not running"))
+                        return cli_error("%s", msg);
+                size_t i;
+                json_t *e;
+                json_array_foreach(json_object_get(st, "stopped"), i, e) printf("stopped %s\n", json_string_value(e));
+                json_array_foreach(json_object_get(st, "errors"), i, e)
+                        fprintf(stderr, "Error: %s\n", json_is_string(e) ? json_string_value(e)
+                                                                         : json_get_str(e, "message"));
+                free(msg);
+                msg = NULL;
+        }
         if (cli_try_call("system.stop", NULL, &res, &msg) < 0) {
                 if (msg && strstr(msg, "not running")) {
                         printf("container system is not running\n");
