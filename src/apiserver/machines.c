@@ -702,6 +702,9 @@ static int m_create(struct request *req, json_t *params, json_t **ret, struct cm
                                  "system (see docs/images.md)",
                                  img->name);
                 image_resolved_free(img);
+                /* nothing is left behind: an image this create pulled goes again */
+                if (!present && stored)
+                        image_remove(srv->store, stored, NULL);
                 return r;
         }
         c->name = strdup(name);
