@@ -28,40 +28,39 @@
 
 #define SKIP_CODE 77
 
-#define CHECK(c)                                                                                    \
-        do {                                                                                        \
-                if (!(c)) {                                                                         \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);       \
-                        return 1;                                                                   \
-                }                                                                                   \
+#define CHECK(c)                                                                                                       \
+        do {                                                                                                           \
+                if (!(c)) {                                                                                            \
+                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                          \
+                        return 1;                                                                                      \
+                }                                                                                                      \
         } while (0)
-#define CHECK_OK(call)                                                                              \
-        do {                                                                                        \
-                struct cm_error *e_ = NULL;                                                         \
-                int r_ = (call);                                                                    \
-                if (r_ < 0) {                                                                       \
-                        fprintf(stderr, "%s:%d: %s = %d: %s\n", __FILE__, __LINE__, #call, r_,       \
-                                e_ ? e_->message : "(no message)");                                 \
-                        cm_error_free(e_);                                                          \
-                        return 1;                                                                   \
-                }                                                                                   \
-                cm_error_free(e_);                                                                  \
+#define CHECK_OK(call)                                                                                                 \
+        do {                                                                                                           \
+                struct cm_error *e_ = NULL;                                                                            \
+                int r_ = (call);                                                                                       \
+                if (r_ < 0) {                                                                                          \
+                        fprintf(stderr, "%s:%d: %s = %d: %s\n", __FILE__, __LINE__, #call, r_,                         \
+                                e_ ? e_->message : "(no message)");                                                    \
+                        cm_error_free(e_);                                                                             \
+                        return 1;                                                                                      \
+                }                                                                                                      \
+                cm_error_free(e_);                                                                                     \
         } while (0)
 /* the call fails with errno code and a message containing text */
-#define CHECK_FAILS(call, code, text)                                                               \
-        do {                                                                                        \
-                struct cm_error *e_ = NULL;                                                         \
-                int r_ = (call);                                                                    \
-                bool ok_ = r_ == -(code) && e_ && e_->message && strstr(e_->message, (text));       \
-                if (!ok_)                                                                           \
-                        fprintf(stderr, "%s:%d: %s = %d (%s), want -%s with \"%s\"\n", __FILE__,     \
-                                __LINE__, #call, r_, e_ && e_->message ? e_->message : "-", #code,   \
-                                (text));                                                            \
-                else                                                                                \
-                        printf("  expected error: %s\n", e_->message);                              \
-                cm_error_free(e_);                                                                  \
-                if (!ok_)                                                                           \
-                        return 1;                                                                   \
+#define CHECK_FAILS(call, code, text)                                                                                  \
+        do {                                                                                                           \
+                struct cm_error *e_ = NULL;                                                                            \
+                int r_ = (call);                                                                                       \
+                bool ok_ = r_ == -(code) && e_ && e_->message && strstr(e_->message, (text));                          \
+                if (!ok_)                                                                                              \
+                        fprintf(stderr, "%s:%d: %s = %d (%s), want -%s with \"%s\"\n", __FILE__, __LINE__, #call, r_,  \
+                                e_ && e_->message ? e_->message : "-", #code, (text));                                 \
+                else                                                                                                   \
+                        printf("  expected error: %s\n", e_->message);                                                 \
+                cm_error_free(e_);                                                                                     \
+                if (!ok_)                                                                                              \
+                        return 1;                                                                                      \
         } while (0)
 
 static const char *skip_reason;
@@ -122,7 +121,7 @@ static int socket_in(int nsfd, int type) {
 }
 
 static struct sockaddr_in sin_of(const char *ip, uint16_t port) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
         inet_pton(AF_INET, ip, &a.sin_addr);
         return a;
 }
@@ -149,7 +148,7 @@ static int tcp_exchange(int nsfd, int l, const char *ip, uint16_t port, char ret
                 close(c);
                 return -1;
         }
-        struct pollfd p = { .fd = l, .events = POLLIN };
+        struct pollfd p = {.fd = l, .events = POLLIN};
         if (poll(&p, 1, 5000) != 1) {
                 fprintf(stderr, "no connection to %s:%u within 5 s\n", ip, port);
                 close(c);
@@ -158,7 +157,7 @@ static int tcp_exchange(int nsfd, int l, const char *ip, uint16_t port, char ret
         struct sockaddr_in peer;
         socklen_t pl = sizeof(peer);
         int s = accept4(l, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
-        struct pollfd pc = { .fd = c, .events = POLLOUT };
+        struct pollfd pc = {.fd = c, .events = POLLOUT};
         int r = -1;
         char buf[16] = "";
         if (s >= 0 && poll(&pc, 1, 5000) == 1 && fcntl(c, F_SETFL, 0) == 0 && write(c, "ping", 4) == 4 &&
@@ -178,7 +177,7 @@ static int udp_exchange(int from_ns, int to_ns, const char *to_ip, uint16_t port
         struct sockaddr_in a = sin_of(to_ip, port);
         int r = -1;
         char buf[16];
-        struct pollfd p = { .fd = rx, .events = POLLIN };
+        struct pollfd p = {.fd = rx, .events = POLLIN};
         if (rx >= 0 && tx >= 0 && bind(rx, (struct sockaddr *)&a, sizeof(a)) == 0 &&
             sendto(tx, "datagram", 8, 0, (struct sockaddr *)&a, sizeof(a)) == 8 && poll(&p, 1, 5000) == 1 &&
             recv(rx, buf, sizeof(buf), 0) == 8 && memcmp(buf, "datagram", 8) == 0)
@@ -239,7 +238,7 @@ static int bridge_body(void) {
         CHECK(nl_link_get(&nl, "container0", &l) == 0);
         CHECK(streq(l.kind, "bridge"));
         CHECK(l.up);
-        struct addrs a = { .n = 0 };
+        struct addrs a = {.n = 0};
         CHECK(nl_addr4_dump(&nl, l.index, collect_addr, &a) == 0);
         CHECK(a.n == 1 && addr_is(&a.a[0], "192.168.64.1", 24));
         int index = l.index;
@@ -257,7 +256,8 @@ static int bridge_body(void) {
         CHECK_FAILS(net_bridge_ensure("notabridge", "192.168.64.1/24", &e_), EEXIST, "not a bridge");
         CHECK_FAILS(net_bridge_ensure("container0", "192.168.64.1", &e_), EINVAL, "invalid gateway");
         CHECK_FAILS(net_bridge_ensure("a/b", "192.168.64.1/24", &e_), EINVAL, "not a valid interface name");
-        CHECK_FAILS(net_bridge_ensure("sixteen-chars-xx", "192.168.64.1/24", &e_), EINVAL, "not a valid interface name");
+        CHECK_FAILS(net_bridge_ensure("sixteen-chars-xx", "192.168.64.1/24", &e_), EINVAL,
+                    "not a valid interface name");
 
         CHECK_OK(net_bridge_delete("container0", &e_));
         CHECK(!link_exists("container0"));
@@ -265,7 +265,9 @@ static int bridge_body(void) {
         nl_close(&nl);
         return 0;
 }
-static void test_bridge(void **state) { in_netns(bridge_body); }
+static void test_bridge(void **state) {
+        in_netns(bridge_body);
+}
 
 /* ---- a machine's link ---- */
 
@@ -276,10 +278,10 @@ static int check_inside(int nsfd, const char *ip) {
         CHECK(nl_link_get(&in, "eth0", &eth0) == 0);
         CHECK(eth0.up && eth0.mtu == 1500 && streq(eth0.kind, "veth"));
         CHECK(nl_link_get(&in, "lo", &lo) == 0 && lo.up);
-        struct addrs a = { .n = 0 };
+        struct addrs a = {.n = 0};
         CHECK(nl_addr4_dump(&in, eth0.index, collect_addr, &a) == 0);
         CHECK(a.n == 1 && addr_is(&a.a[0], ip, 24));
-        struct routes rt = { .n = 0 };
+        struct routes rt = {.n = 0};
         CHECK(nl_route4_dump(&in, collect_route, &rt) == 0);
         bool dflt = false;
         for (int i = 0; i < rt.n; i++) {
@@ -358,8 +360,9 @@ static int machine_body(void) {
         CHECK_FAILS(net_machine_link_up(bpath, hb, "nobridge", "192.168.64.2/24", "192.168.64.1", 0, &e_), ENODEV,
                     "bridge nobridge does not exist");
         CHECK(!link_exists(hb));
-        CHECK_FAILS(net_machine_link_up("/nonexistent/netns", hb, "container0", "192.168.64.2/24", "192.168.64.1", 0, &e_),
-                    ENOENT, "/nonexistent/netns");
+        CHECK_FAILS(
+                net_machine_link_up("/nonexistent/netns", hb, "container0", "192.168.64.2/24", "192.168.64.1", 0, &e_),
+                ENOENT, "/nonexistent/netns");
         CHECK_FAILS(net_machine_link_up(bpath, hb, "container0", "192.168.64.2/24", "10.1.1.1", 0, &e_), EINVAL,
                     "not another address");
         CHECK_FAILS(net_machine_link_up(bpath, hb, "container0", "192.168.64.2/24", "192.168.64.1", 70000, &e_), EINVAL,
@@ -373,7 +376,9 @@ static int machine_body(void) {
         close(c);
         return 0;
 }
-static void test_machine_link(void **state) { in_netns(machine_body); }
+static void test_machine_link(void **state) {
+        in_netns(machine_body);
+}
 
 /* ---- subnet overlap ---- */
 
@@ -385,7 +390,7 @@ static int overlap_body(void) {
         CHECK(nl_link_add_bridge(&nl, "other0", NULL, 0) == 0);
         CHECK(nl_link_get(&nl, "other0", &o) == 0);
         CHECK(nl_link_set_up(&nl, o.index, true) == 0);
-        struct in_addr a, gw, any = { 0 };
+        struct in_addr a, gw, any = {0};
         inet_pton(AF_INET, "192.168.65.1", &a);
         inet_pton(AF_INET, "192.168.65.2", &gw);
         CHECK(nl_addr4_add(&nl, o.index, a, 24) == 0);
@@ -409,7 +414,9 @@ static int overlap_body(void) {
         nl_close(&nl);
         return 0;
 }
-static void test_subnet_overlap(void **state) { in_netns(overlap_body); }
+static void test_subnet_overlap(void **state) {
+        in_netns(overlap_body);
+}
 
 /* ---- address allocation ---- */
 
@@ -449,7 +456,7 @@ static void test_ipam_concurrent(void **state) {
                 assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
                 assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         }
-        bool seen[256] = { false };
+        bool seen[256] = {false};
         for (int i = 0; i < N; i++) {
                 char name[16], ip[INET_ADDRSTRLEN], again[INET_ADDRSTRLEN];
                 snprintf(name, sizeof(name), "m%02d", i);
@@ -485,7 +492,7 @@ static void test_ipam_concurrent(void **state) {
 
 static void test_ipam_exhausted(void **state) {
         char ip[INET_ADDRSTRLEN];
-        const char *want[] = { "192.168.64.2", "192.168.64.3", "192.168.64.4", "192.168.64.5", "192.168.64.6" };
+        const char *want[] = {"192.168.64.2", "192.168.64.3", "192.168.64.4", "192.168.64.5", "192.168.64.6"};
         for (unsigned i = 0; i < 5; i++) {
                 char name[8];
                 snprintf(name, sizeof(name), "x%u", i);
@@ -523,7 +530,8 @@ static void test_prefix(void **state) {
         assert_true(net_prefix_overlap(&a, &b) && net_prefix_overlap(&b, &a));
         assert_int_equal(net_prefix_parse("192.168.65.0/24", &b), 0);
         assert_false(net_prefix_overlap(&a, &b));
-        const char *bad[] = { "192.168.64.0", "192.168.64.0/", "192.168.64.0/33", "/24", "x/24", "1.2.3.4/024", "1.2.3/8", "" };
+        const char *bad[] = {"192.168.64.0", "192.168.64.0/", "192.168.64.0/33", "/24",
+                             "x/24",         "1.2.3.4/024",   "1.2.3/8",         ""};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 assert_int_equal(net_prefix_parse(bad[i], &b), -EINVAL);
 }
@@ -562,7 +570,8 @@ static int nat_body(void) {
         pclose(f);
         CHECK(strstr(text, "ip saddr 192.168.64.0/24 oifname != \"container0\" masquerade"));
         CHECK_FAILS(nat_ensure("container", "192.168.64.0/24", "bad\"name", &e_), EINVAL, "invalid bridge name");
-        CHECK_FAILS(nat_ensure("x;flush ruleset", "192.168.64.0/24", "container0", &e_), EINVAL, "invalid nftables table");
+        CHECK_FAILS(nat_ensure("x;flush ruleset", "192.168.64.0/24", "container0", &e_), EINVAL,
+                    "invalid nftables table");
 
         /* the rule at work: a machine reaches an "outside" namespace (which has no route back
          * to the machines' subnet) through the bridge side, seen as the bridge side's address */
@@ -601,7 +610,9 @@ static int nat_body(void) {
         nl_close(&on);
         return 0;
 }
-static void test_nat(void **state) { in_netns(nat_body); }
+static void test_nat(void **state) {
+        in_netns(nat_body);
+}
 
 int main(void) {
         const struct CMUnitTest tests[] = {

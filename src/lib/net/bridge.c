@@ -10,7 +10,9 @@
 
 #include "net/netlink.h"
 
-static void nl_closep(struct nl *nl) { nl_close(nl); }
+static void nl_closep(struct nl *nl) {
+        nl_close(nl);
+}
 #define _cleanup_nl_ _cleanup_(nl_closep)
 
 static uint64_t fnv1a64(const char *s) {
@@ -29,8 +31,10 @@ void net_host_ifname(const char *machine_name, char ret[NET_IFNAME_MAX]) {
 static int ifname_check(const char *name, const char *what, struct cm_error **err) {
         if (!name || !*name || strlen(name) >= NET_IFNAME_MAX || strchr(name, '/') || strpbrk(name, " \t\n:") ||
             streq(name, ".") || streq(name, ".."))
-                return cm_error_set(err, EINVAL, "%s name \"%s\" is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)",
-                                    what, name ? name : "");
+                return cm_error_set(
+                        err, EINVAL,
+                        "%s name \"%s\" is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)",
+                        what, name ? name : "");
         return 0;
 }
 
@@ -62,7 +66,7 @@ int net_bridge_ensure(const char *name, const char *gateway_cidr, struct cm_erro
                 return cm_error_set(err, EINVAL, "bridge %s: invalid gateway address \"%s\" (want a.b.c.d/n)", name,
                                     gateway_cidr ? gateway_cidr : "");
 
-        _cleanup_nl_ struct nl nl = { .fd = -1 };
+        _cleanup_nl_ struct nl nl = {.fd = -1};
         if ((r = open_nl(&nl, err)) < 0)
                 return r;
 
@@ -72,7 +76,7 @@ int net_bridge_ensure(const char *name, const char *gateway_cidr, struct cm_erro
                 /* locally administered, from the name: the bridge would otherwise take the lowest
                  * MAC of its ports and change it as machines come and go */
                 uint64_t h = fnv1a64(name);
-                uint8_t mac[6] = { 0x02, 0x63, (uint8_t)(h >> 24), (uint8_t)(h >> 16), (uint8_t)(h >> 8), (uint8_t)h };
+                uint8_t mac[6] = {0x02, 0x63, (uint8_t)(h >> 24), (uint8_t)(h >> 16), (uint8_t)(h >> 8), (uint8_t)h};
                 r = nl_link_add_bridge(&nl, name, mac, 0);
                 if (r < 0 && r != -EEXIST) /* EEXIST: someone made it meanwhile; check it below */
                         return cm_error_set(err, -r, "create bridge: %s", nl.error);
@@ -81,11 +85,12 @@ int net_bridge_ensure(const char *name, const char *gateway_cidr, struct cm_erro
         if (r < 0)
                 return cm_error_set(err, -r, "bridge %s: %s", name, nl.error);
         if (!streq(link.kind, "bridge"))
-                return cm_error_set(err, EEXIST, "bridge %s: an interface of that name exists and is not a bridge (kind \"%s\")",
+                return cm_error_set(err, EEXIST,
+                                    "bridge %s: an interface of that name exists and is not a bridge (kind \"%s\")",
                                     name, link.kind);
 
         /* exactly one IPv4 address: a changed network.subnet replaces the old one */
-        struct addr_list have = { .n = 0 };
+        struct addr_list have = {.n = 0};
         r = nl_addr4_dump(&nl, link.index, collect_addr, &have);
         if (r < 0)
                 return cm_error_set(err, -r, "bridge %s: %s", name, nl.error);
@@ -107,7 +112,7 @@ int net_bridge_delete(const char *name, struct cm_error **err) {
         int r = ifname_check(name, "bridge", err);
         if (r < 0)
                 return r;
-        _cleanup_nl_ struct nl nl = { .fd = -1 };
+        _cleanup_nl_ struct nl nl = {.fd = -1};
         if ((r = open_nl(&nl, err)) < 0)
                 return r;
         struct nl_link link;
@@ -140,13 +145,13 @@ int net_bridge_port_count(const char *name, struct cm_error **err) {
         int r = ifname_check(name, "bridge", err);
         if (r < 0)
                 return r;
-        _cleanup_nl_ struct nl nl = { .fd = -1 };
+        _cleanup_nl_ struct nl nl = {.fd = -1};
         if ((r = open_nl(&nl, err)) < 0)
                 return r;
         struct nl_link link;
         if ((r = nl_link_get(&nl, name, &link)) < 0)
                 return cm_error_set(err, -r, "%s", nl.error);
-        struct port_count c = { .master = link.index };
+        struct port_count c = {.master = link.index};
         if ((r = nl_link_dump(&nl, count_port, &c)) < 0)
                 return cm_error_set(err, -r, "%s", nl.error);
         return c.n;
@@ -171,7 +176,7 @@ static int check_route(const struct nl_route4 *r, void *data) {
                 return 0;
         if (o->bridge_index > 0 && r->oif == o->bridge_index)
                 return 0;
-        struct net_prefix p = { .addr = r->dst, .len = r->dst_len };
+        struct net_prefix p = {.addr = r->dst, .len = r->dst_len};
         if (net_prefix_overlap(&p, &o->subnet)) {
                 o->hit = *r;
                 o->found = true;
@@ -193,19 +198,24 @@ static int find_name(const struct nl_link *l, void *data) {
 
 static const char *route_type_name(uint8_t t) {
         switch (t) {
-        case RTN_LOCAL: return "local ";
-        case RTN_BLACKHOLE: return "blackhole ";
-        case RTN_UNREACHABLE: return "unreachable ";
-        case RTN_PROHIBIT: return "prohibit ";
-        default: return "";
+        case RTN_LOCAL:
+                return "local ";
+        case RTN_BLACKHOLE:
+                return "blackhole ";
+        case RTN_UNREACHABLE:
+                return "unreachable ";
+        case RTN_PROHIBIT:
+                return "prohibit ";
+        default:
+                return "";
         }
 }
 
 int net_subnet_check_free(const char *subnet, const char *bridge, struct cm_error **err) {
-        struct overlap o = { .bridge_index = 0 };
+        struct overlap o = {.bridge_index = 0};
         if (net_prefix_parse(subnet, &o.subnet) < 0)
                 return cm_error_set(err, EINVAL, "invalid subnet \"%s\" (want a.b.c.d/n)", subnet ? subnet : "");
-        _cleanup_nl_ struct nl nl = { .fd = -1 };
+        _cleanup_nl_ struct nl nl = {.fd = -1};
         int r = open_nl(&nl, err);
         if (r < 0)
                 return r;
@@ -224,14 +234,15 @@ int net_subnet_check_free(const char *subnet, const char *bridge, struct cm_erro
                 inet_ntop(AF_INET, &o.hit.gateway, via + 5, INET_ADDRSTRLEN);
         }
         if (o.hit.oif > 0) {
-                struct link_name b = { .index = o.hit.oif };
+                struct link_name b = {.index = o.hit.oif};
                 (void)nl_link_dump(&nl, find_name, &b); /* only on this error path */
                 snprintf(dev, sizeof(dev), " dev %s", *b.name ? b.name : "?");
         }
         if (o.hit.table != RT_TABLE_MAIN)
                 snprintf(table, sizeof(table), " table %s", o.hit.table == RT_TABLE_LOCAL ? "local" : "other");
         return cm_error_set(err, EADDRINUSE,
-                            "subnet %s overlaps the host's route %s%s/%u%s%s%s; choose another subnet (system property network.subnet)",
+                            "subnet %s overlaps the host's route %s%s/%u%s%s%s; choose another subnet (system property "
+                            "network.subnet)",
                             subnet, route_type_name(o.hit.type), dst, o.hit.dst_len, via, dev, table);
 }
 
@@ -245,7 +256,8 @@ int net_machine_link_up(const char *netns_path, const char *host_ifname, const c
         struct net_prefix addr;
         struct in_addr gw;
         if (net_prefix_parse(addr_cidr, &addr) < 0 || addr.len == 0 || addr.len > 30)
-                return cm_error_set(err, EINVAL, "invalid machine address \"%s\" (want a.b.c.d/n)", addr_cidr ? addr_cidr : "");
+                return cm_error_set(err, EINVAL, "invalid machine address \"%s\" (want a.b.c.d/n)",
+                                    addr_cidr ? addr_cidr : "");
         if (!gateway || inet_pton(AF_INET, gateway, &gw) != 1)
                 return cm_error_set(err, EINVAL, "invalid gateway \"%s\"", gateway ? gateway : "");
         if (!net_prefix_contains(&addr, gw) || gw.s_addr == addr.addr.s_addr)
@@ -259,8 +271,8 @@ int net_machine_link_up(const char *netns_path, const char *host_ifname, const c
         if (nsfd < 0)
                 return cm_error_set(err, errno, "open network namespace %s: %m", netns_path);
 
-        _cleanup_nl_ struct nl nl = { .fd = -1 };
-        _cleanup_nl_ struct nl inner = { .fd = -1 };
+        _cleanup_nl_ struct nl nl = {.fd = -1};
+        _cleanup_nl_ struct nl inner = {.fd = -1};
         if ((r = open_nl(&nl, err)) < 0)
                 return r;
         if ((r = nl_open_in_netns(&inner, nsfd)) < 0)
@@ -268,7 +280,8 @@ int net_machine_link_up(const char *netns_path, const char *host_ifname, const c
 
         struct nl_link br, host, eth0, lo;
         if ((r = nl_link_get(&nl, bridge, &br)) < 0)
-                return cm_error_set(err, -r, r == -ENODEV ? "bridge %s does not exist" : "bridge %s: %s", bridge, nl.error);
+                return cm_error_set(err, -r, r == -ENODEV ? "bridge %s does not exist" : "bridge %s: %s", bridge,
+                                    nl.error);
         if (!streq(br.kind, "bridge"))
                 return cm_error_set(err, EINVAL, "%s is not a bridge", bridge);
 
@@ -278,7 +291,7 @@ int net_machine_link_up(const char *netns_path, const char *host_ifname, const c
         if (nl_link_get(&inner, "eth0", &eth0) == 0 && (r = nl_link_del(&inner, eth0.index)) < 0 && r != -ENODEV)
                 return cm_error_set(err, -r, "%s: remove leftover eth0: %s", netns_path, inner.error);
 
-        uint8_t mac[6] = { 0x0a, 0x58 };
+        uint8_t mac[6] = {0x0a, 0x58};
         memcpy(mac + 2, &addr.addr, 4);
         if ((r = nl_link_add_veth(&nl, host_ifname, mtu, "eth0", nsfd, mac)) < 0)
                 return cm_error_set(err, -r, "%s", nl.error);
@@ -296,7 +309,7 @@ int net_machine_link_up(const char *netns_path, const char *host_ifname, const c
             (r = nl_link_get(&inner, "eth0", &eth0)) < 0 ||
             (r = nl_addr4_add(&inner, eth0.index, addr.addr, addr.len)) < 0 ||
             (r = nl_link_set_up(&inner, eth0.index, true)) < 0 ||
-            (r = nl_route4_add(&inner, (struct in_addr){ 0 }, 0, gw, eth0.index)) < 0)
+            (r = nl_route4_add(&inner, (struct in_addr){0}, 0, gw, eth0.index)) < 0)
                 goto fail;
         step = "host end";
         failed = &nl;
@@ -319,7 +332,7 @@ int net_machine_link_down(const char *host_ifname, struct cm_error **err) {
         int r = ifname_check(host_ifname, "host interface", err);
         if (r < 0)
                 return r;
-        _cleanup_nl_ struct nl nl = { .fd = -1 };
+        _cleanup_nl_ struct nl nl = {.fd = -1};
         if ((r = open_nl(&nl, err)) < 0)
                 return r;
         struct nl_link l;

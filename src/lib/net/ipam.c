@@ -32,14 +32,16 @@ int net_prefix_parse(const char *s, struct net_prefix *ret) {
         unsigned len = (unsigned)atoi(l);
         if (len > 32)
                 return -EINVAL;
-        *ret = (struct net_prefix){ .addr = addr, .len = len };
+        *ret = (struct net_prefix){.addr = addr, .len = len};
         return 0;
 }
 
-static uint32_t mask_of(unsigned len) { return len ? ~0u << (32 - len) : 0; }
+static uint32_t mask_of(unsigned len) {
+        return len ? ~0u << (32 - len) : 0;
+}
 
 struct in_addr net_prefix_network(const struct net_prefix *p) {
-        return (struct in_addr){ htonl(ntohl(p->addr.s_addr) & mask_of(p->len)) };
+        return (struct in_addr){htonl(ntohl(p->addr.s_addr) & mask_of(p->len))};
 }
 
 bool net_prefix_overlap(const struct net_prefix *a, const struct net_prefix *b) {
@@ -64,7 +66,8 @@ static int subnet_parse(const char *subnet, struct net_prefix *ret, struct cm_er
                 char n[INET_ADDRSTRLEN];
                 struct in_addr na = net_prefix_network(&p);
                 inet_ntop(AF_INET, &na, n, sizeof(n));
-                return cm_error_set(err, EINVAL, "subnet %s: not a network address (did you mean %s/%u?)", subnet, n, p.len);
+                return cm_error_set(err, EINVAL, "subnet %s: not a network address (did you mean %s/%u?)", subnet, n,
+                                    p.len);
         }
         *ret = p;
         return 0;
@@ -76,7 +79,7 @@ int net_subnet_gateway(const char *subnet, char ret_gateway_cidr[NET_CIDR_MAX], 
         int r = subnet_parse(subnet, &p, err);
         if (r < 0)
                 return r;
-        struct in_addr gw = { htonl(ntohl(p.addr.s_addr) + 1) };
+        struct in_addr gw = {htonl(ntohl(p.addr.s_addr) + 1)};
         if (ret_gateway_cidr) {
                 char a[INET_ADDRSTRLEN];
                 inet_ntop(AF_INET, &gw, a, sizeof(a));
@@ -108,7 +111,7 @@ static void ipam_done(struct ipam *s) {
 
 /* Opens the state under an exclusive lock (shared for reading), creating an empty one. */
 static int ipam_open(struct ipam *s, const char *state_file, bool write, struct cm_error **err) {
-        *s = (struct ipam){ .dirfd = -1, .lockfd = -1 };
+        *s = (struct ipam){.dirfd = -1, .lockfd = -1};
         if (!state_file || !*state_file)
                 return cm_error_set(err, EINVAL, "no address allocation state file");
         _cleanup_free_ char *d1 = strdup(state_file), *d2 = strdup(state_file);
@@ -158,7 +161,8 @@ static int ipam_open(struct ipam *s, const char *state_file, bool write, struct 
                         return cm_error_set(err, ENOMEM, "out of memory");
         }
         if (!json_is_object(s->allocations))
-                return cm_error_set(err, CM_EINVALID, "address allocations: %s: \"allocations\" is not an object", state_file);
+                return cm_error_set(err, CM_EINVALID, "address allocations: %s: \"allocations\" is not an object",
+                                    state_file);
         return 0;
 }
 
@@ -200,7 +204,7 @@ int ipam_allocate(const char *state_file, const char *subnet, const char *machin
                 return cm_error_set(err, ENOMEM, "out of memory");
         const char *key;
         json_t *v;
-        struct in_addr mine = { 0 };
+        struct in_addr mine = {0};
         unsigned in_use = 0;
         json_object_foreach(s.allocations, key, v) {
                 struct in_addr a;
@@ -221,10 +225,11 @@ int ipam_allocate(const char *state_file, const char *subnet, const char *machin
                         if (!(used[i / 8] & (1u << (i % 8))))
                                 break;
                 if (i == size)
-                        return cm_error_set(err, ENOSPC,
-                                            "no free address in subnet %s: all %u machine addresses are taken; remove a "
-                                            "machine or choose a larger subnet (system property network.subnet)",
-                                            subnet, in_use);
+                        return cm_error_set(
+                                err, ENOSPC,
+                                "no free address in subnet %s: all %u machine addresses are taken; remove a "
+                                "machine or choose a larger subnet (system property network.subnet)",
+                                subnet, in_use);
                 mine.s_addr = htonl(first + i);
                 char a[INET_ADDRSTRLEN];
                 inet_ntop(AF_INET, &mine, a, sizeof(a));

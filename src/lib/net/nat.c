@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 
 static const char *nft_path(void) {
-        static const char *const paths[] = { "/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/usr/local/sbin/nft" };
+        static const char *const paths[] = {"/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/usr/local/sbin/nft"};
         for (size_t i = 0; i < ELEMENTSOF(paths); i++)
                 if (access(paths[i], X_OK) == 0)
                         return paths[i];
@@ -42,7 +42,7 @@ static int run_nft(char *const *args, const char *ruleset, char **ret_out, struc
         posix_spawn_file_actions_adddup2(&fa, in, 0);
         posix_spawn_file_actions_adddup2(&fa, out, 1);
         posix_spawn_file_actions_adddup2(&fa, out, 2);
-        static char *const env[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *)"LC_ALL=C", NULL };
+        static char *const env[] = {(char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *)"LC_ALL=C", NULL};
         pid_t pid;
         int r = posix_spawn(&pid, nft, &fa, NULL, args, env);
         posix_spawn_file_actions_destroy(&fa);
@@ -65,7 +65,7 @@ static int run_nft(char *const *args, const char *ruleset, char **ret_out, struc
         text[got > 0 ? got : 0] = 0;
         for (size_t k = strlen(text); k && (text[k - 1] == '\n' || text[k - 1] == ' '); k--)
                 text[k - 1] = 0;
-        for (char *p = text; (p = strchr(p, '\n')); ) /* one line for an error message */
+        for (char *p = text; (p = strchr(p, '\n'));) /* one line for an error message */
                 *p = ' ';
         *ret_out = text;
         if (!WIFEXITED(status))
@@ -75,7 +75,8 @@ static int run_nft(char *const *args, const char *ruleset, char **ret_out, struc
 
 /* Names go into the ruleset as text: only letters, digits, '_', '-' and '.'. */
 static int word_check(const char *s, const char *what, size_t max, struct cm_error **err) {
-        if (!s || !*s || strlen(s) > max || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != strlen(s))
+        if (!s || !*s || strlen(s) > max ||
+            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != strlen(s))
                 return cm_error_set(err, EINVAL, "invalid %s name \"%s\"", what, s ? s : "");
         return 0;
 }
@@ -106,11 +107,12 @@ int nat_ensure(const char *table, const char *subnet, const char *bridge, struct
                      table, net, p.len, bridge) < 0)
                 return cm_error_set(err, ENOMEM, "out of memory");
         _cleanup_free_ char *out = NULL;
-        r = run_nft((char *[]){ (char *)"nft", (char *)"-f", (char *)"-", NULL }, rules, &out, err);
+        r = run_nft((char *[]){(char *)"nft", (char *)"-f", (char *)"-", NULL}, rules, &out, err);
         if (r < 0)
                 return r;
         if (r > 0)
-                return cm_error_set(err, EIO, "nftables table %s: nft -f failed: %s", table, out && *out ? out : "(no output)");
+                return cm_error_set(err, EIO, "nftables table %s: nft -f failed: %s", table,
+                                    out && *out ? out : "(no output)");
         return 0;
 }
 
@@ -122,7 +124,7 @@ int nat_remove(const char *table, struct cm_error **err) {
         if (asprintf(&rules, "table ip %1$s {}\ndelete table ip %1$s\n", table) < 0)
                 return cm_error_set(err, ENOMEM, "out of memory");
         _cleanup_free_ char *out = NULL;
-        r = run_nft((char *[]){ (char *)"nft", (char *)"-f", (char *)"-", NULL }, rules, &out, err);
+        r = run_nft((char *[]){(char *)"nft", (char *)"-f", (char *)"-", NULL}, rules, &out, err);
         if (r < 0)
                 return r;
         if (r > 0)
@@ -135,7 +137,7 @@ int nat_exists(const char *table, struct cm_error **err) {
         if (r < 0)
                 return r;
         _cleanup_free_ char *out = NULL;
-        r = run_nft((char *[]){ (char *)"nft", (char *)"list", (char *)"tables", (char *)"ip", NULL }, NULL, &out, err);
+        r = run_nft((char *[]){(char *)"nft", (char *)"list", (char *)"tables", (char *)"ip", NULL}, NULL, &out, err);
         if (r < 0)
                 return r;
         if (r > 0)

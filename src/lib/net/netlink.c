@@ -39,7 +39,9 @@ __attribute__((format(printf, 3, 4))) static int nl_fail(struct nl *nl, int r, c
         return r;
 }
 
-static void *msg_tail(struct nl_msg *m) { return m->u.buf + NLMSG_ALIGN(m->u.hdr.nlmsg_len); }
+static void *msg_tail(struct nl_msg *m) {
+        return m->u.buf + NLMSG_ALIGN(m->u.hdr.nlmsg_len);
+}
 
 static void msg_init(struct nl_msg *m, uint16_t type, uint16_t flags, const void *fixed, size_t len) {
         memset(m, 0, sizeof(*m));
@@ -75,8 +77,12 @@ static void put_raw(struct nl_msg *m, const void *data, size_t len) {
         m->u.hdr.nlmsg_len = at + NLMSG_ALIGN(len);
 }
 
-static void attr_u32(struct nl_msg *m, unsigned short type, uint32_t v) { attr_put(m, type, &v, sizeof(v)); }
-static void attr_str(struct nl_msg *m, unsigned short type, const char *s) { attr_put(m, type, s, strlen(s) + 1); }
+static void attr_u32(struct nl_msg *m, unsigned short type, uint32_t v) {
+        attr_put(m, type, &v, sizeof(v));
+}
+static void attr_str(struct nl_msg *m, unsigned short type, const char *s) {
+        attr_put(m, type, s, strlen(s) + 1);
+}
 
 static void nest_begin(struct nl_msg *m, unsigned short type) {
         struct rtattr *a = attr_put(m, type, NULL, 0);
@@ -107,7 +113,8 @@ static const char *ack_message(const struct nlmsghdr *h) {
                 return NULL;
         const char *p = (const char *)NLMSG_DATA(h) + off;
         int left = (int)(h->nlmsg_len - NLMSG_LENGTH(off));
-        for (const struct nlattr *a = (const void *)p; left >= (int)sizeof(*a) && a->nla_len >= sizeof(*a) && a->nla_len <= left;
+        for (const struct nlattr *a = (const void *)p;
+             left >= (int)sizeof(*a) && a->nla_len >= sizeof(*a) && a->nla_len <= left;
              left -= NLA_ALIGN(a->nla_len), a = (const void *)((const char *)a + NLA_ALIGN(a->nla_len)))
                 if ((a->nla_type & NLA_TYPE_MASK) == NLMSGERR_ATTR_MSG && a->nla_len > sizeof(*a)) {
                         const char *s = (const char *)(a + 1);
@@ -115,6 +122,11 @@ static const char *ack_message(const struct nlmsghdr *h) {
                                 return s;
                 }
         return NULL;
+}
+
+/* NLMSG_OK without its signed/unsigned comparison */
+static bool msg_ok(const struct nlmsghdr *h, int len) {
+        return len >= (int)sizeof(*h) && h->nlmsg_len >= sizeof(*h) && h->nlmsg_len <= (unsigned)len;
 }
 
 /* Sends m and reads the answer: each data message goes to fn (dumps), and the final ACK or
@@ -129,7 +141,7 @@ static int transact(struct nl *nl, struct nl_msg *m, int (*fn)(const struct nlms
         if (!dump)
                 m->u.hdr.nlmsg_flags |= NLM_F_ACK;
 
-        struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+        struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
         ssize_t n;
         do
                 n = sendto(nl->fd, m->u.buf, m->u.hdr.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
@@ -148,7 +160,7 @@ static int transact(struct nl *nl, struct nl_msg *m, int (*fn)(const struct nlms
                 if (n == 0)
                         return nl_fail(nl, -EPIPE, "%s: netlink socket closed", what);
                 int len = (int)n;
-                for (struct nlmsghdr *h = (void *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+                for (struct nlmsghdr *h = (void *)buf; msg_ok(h, len); h = NLMSG_NEXT(h, len)) {
                         if (h->nlmsg_seq != m->u.hdr.nlmsg_seq || (h->nlmsg_pid && h->nlmsg_pid != nl->portid))
                                 continue; /* a late answer to an earlier, abandoned request */
                         if (h->nlmsg_type == NLMSG_DONE)
@@ -160,8 +172,8 @@ static int transact(struct nl *nl, struct nl_msg *m, int (*fn)(const struct nlms
                                 if (e->error == 0)
                                         return cb_r;
                                 const char *kmsg = ack_message(h);
-                                return nl_fail(nl, e->error, "%s: %s%s%s%s", what, strerror(-e->error), kmsg ? " (" : "",
-                                               kmsg ? kmsg : "", kmsg ? ")" : "");
+                                return nl_fail(nl, e->error, "%s: %s%s%s%s", what, strerror(-e->error),
+                                               kmsg ? " (" : "", kmsg ? kmsg : "", kmsg ? ")" : "");
                         }
                         if (fn && cb_r >= 0) {
                                 int r = fn(h, data);
@@ -181,9 +193,10 @@ int nl_open(struct nl *nl) {
         /* kernel error texts, and errors that do not echo our whole request back */
         (void)setsockopt(nl->fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
         (void)setsockopt(nl->fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
-        struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+        struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
         socklen_t sl = sizeof(sa);
-        if (bind(nl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || getsockname(nl->fd, (struct sockaddr *)&sa, &sl) < 0) {
+        if (bind(nl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+            getsockname(nl->fd, (struct sockaddr *)&sa, &sl) < 0) {
                 int r = -errno;
                 close(nl->fd);
                 nl->fd = -1;
@@ -218,7 +231,7 @@ static void *netns_open_thread(void *p) {
 int nl_open_in_netns(struct nl *nl, int netns_fd) {
         memset(nl, 0, sizeof(*nl));
         nl->fd = -1;
-        struct netns_open o = { .nl = nl, .netns_fd = netns_fd, .r = -EINVAL };
+        struct netns_open o = {.nl = nl, .netns_fd = netns_fd, .r = -EINVAL};
         pthread_t t;
         int r = pthread_create(&t, NULL, netns_open_thread, &o);
         if (r)
@@ -245,7 +258,8 @@ static void parse_link(const struct nlmsghdr *h, struct nl_link *l) {
                 size_t plen = RTA_PAYLOAD(a);
                 switch (a->rta_type) {
                 case IFLA_IFNAME:
-                        snprintf(l->name, sizeof(l->name), "%.*s", (int)strnlen(RTA_DATA(a), plen), (const char *)RTA_DATA(a));
+                        snprintf(l->name, sizeof(l->name), "%.*s", (int)strnlen(RTA_DATA(a), plen),
+                                 (const char *)RTA_DATA(a));
                         break;
                 case IFLA_MASTER:
                         if (plen >= 4)
@@ -259,8 +273,8 @@ static void parse_link(const struct nlmsghdr *h, struct nl_link *l) {
                         int ilen = (int)plen;
                         for (const struct rtattr *i = RTA_DATA(a); RTA_OK(i, ilen); i = RTA_NEXT(i, ilen))
                                 if (i->rta_type == IFLA_INFO_KIND)
-                                        snprintf(l->kind, sizeof(l->kind), "%.*s", (int)strnlen(RTA_DATA(i), RTA_PAYLOAD(i)),
-                                                 (const char *)RTA_DATA(i));
+                                        snprintf(l->kind, sizeof(l->kind), "%.*s",
+                                                 (int)strnlen(RTA_DATA(i), RTA_PAYLOAD(i)), (const char *)RTA_DATA(i));
                         break;
                 }
                 }
@@ -282,7 +296,8 @@ static int link_cb(const struct nlmsghdr *h, void *data) {
 
 static int valid_ifname(struct nl *nl, const char *name, const char *what) {
         if (!name || !*name || strlen(name) >= NL_IFNAME_MAX)
-                return nl_fail(nl, -EINVAL, "%s: invalid interface name \"%s\" (1 to 15 characters)", what, name ? name : "");
+                return nl_fail(nl, -EINVAL, "%s: invalid interface name \"%s\" (1 to 15 characters)", what,
+                               name ? name : "");
         return 0;
 }
 
@@ -292,13 +307,13 @@ int nl_link_get(struct nl *nl, const char *name, struct nl_link *ret) {
         int r = valid_ifname(nl, name, what);
         if (r < 0)
                 return r;
-        struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
+        struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
         struct nl_msg m;
         msg_init(&m, RTM_GETLINK, 0, &ifi, sizeof(ifi));
         attr_str(&m, IFLA_IFNAME, name);
         attr_u32(&m, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-        struct nl_link l = { .index = 0 };
-        struct link_get g = { .out = &l };
+        struct nl_link l = {.index = 0};
+        struct link_get g = {.out = &l};
         r = transact(nl, &m, link_cb, &g, what);
         if (r < 0)
                 return r;
@@ -309,11 +324,11 @@ int nl_link_get(struct nl *nl, const char *name, struct nl_link *ret) {
 }
 
 int nl_link_dump(struct nl *nl, int (*fn)(const struct nl_link *l, void *data), void *data) {
-        struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
+        struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
         struct nl_msg m;
         msg_init(&m, RTM_GETLINK, NLM_F_DUMP, &ifi, sizeof(ifi));
         attr_u32(&m, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-        struct link_get g = { .fn = fn, .data = data };
+        struct link_get g = {.fn = fn, .data = data};
         return transact(nl, &m, link_cb, &g, "RTM_GETLINK dump");
 }
 
@@ -323,7 +338,7 @@ int nl_link_add_bridge(struct nl *nl, const char *name, const uint8_t mac[6], un
         int r = valid_ifname(nl, name, what);
         if (r < 0)
                 return r;
-        struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
+        struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
         struct nl_msg m;
         msg_init(&m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifi, sizeof(ifi));
         attr_str(&m, IFLA_IFNAME, name);
@@ -344,7 +359,7 @@ int nl_link_add_veth(struct nl *nl, const char *name, unsigned mtu, const char *
         int r = valid_ifname(nl, name, what);
         if (r < 0 || (r = valid_ifname(nl, peer_name, what)) < 0)
                 return r;
-        struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
+        struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
         struct nl_msg m;
         msg_init(&m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifi, sizeof(ifi));
         attr_str(&m, IFLA_IFNAME, name);
@@ -371,7 +386,8 @@ int nl_link_add_veth(struct nl *nl, const char *name, unsigned mtu, const char *
 
 static int link_set(struct nl *nl, int ifindex, unsigned flags, unsigned change, unsigned short type, const void *v,
                     size_t len, const char *what) {
-        struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex, .ifi_flags = flags, .ifi_change = change };
+        struct ifinfomsg ifi = {
+                .ifi_family = AF_UNSPEC, .ifi_index = ifindex, .ifi_flags = flags, .ifi_change = change};
         struct nl_msg m;
         msg_init(&m, RTM_SETLINK, 0, &ifi, sizeof(ifi));
         if (v)
@@ -411,7 +427,7 @@ int nl_link_set_name(struct nl *nl, int ifindex, const char *name) {
 int nl_link_del(struct nl *nl, int ifindex) {
         char what[64];
         snprintf(what, sizeof(what), "RTM_DELLINK index %d", ifindex);
-        struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex };
+        struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = ifindex};
         struct nl_msg m;
         msg_init(&m, RTM_DELLINK, 0, &ifi, sizeof(ifi));
         return transact(nl, &m, NULL, NULL, what);
@@ -438,7 +454,7 @@ static int addr4(struct nl *nl, uint16_t type, uint16_t flags, int ifindex, stru
         attr_put(&m, IFA_ADDRESS, &addr, 4);
         if (type == RTM_NEWADDR && prefixlen < 31) {
                 uint32_t mask = prefixlen ? htonl(~0u << (32 - prefixlen)) : 0;
-                struct in_addr brd = { addr.s_addr | ~mask };
+                struct in_addr brd = {addr.s_addr | ~mask};
                 attr_put(&m, IFA_BROADCAST, &brd, 4);
         }
         return transact(nl, &m, NULL, NULL, what);
@@ -465,7 +481,7 @@ static int addr_cb(const struct nlmsghdr *h, void *data) {
         const struct ifaddrmsg *ifa = NLMSG_DATA(h);
         if (ifa->ifa_family != AF_INET || (d->ifindex && (int)ifa->ifa_index != d->ifindex))
                 return 0;
-        struct nl_addr4 a = { .ifindex = (int)ifa->ifa_index, .prefixlen = ifa->ifa_prefixlen };
+        struct nl_addr4 a = {.ifindex = (int)ifa->ifa_index, .prefixlen = ifa->ifa_prefixlen};
         bool have = false;
         int len = (int)IFA_PAYLOAD(h);
         for (const struct rtattr *at = IFA_RTA(ifa); RTA_OK(at, len); at = RTA_NEXT(at, len))
@@ -477,10 +493,10 @@ static int addr_cb(const struct nlmsghdr *h, void *data) {
 }
 
 int nl_addr4_dump(struct nl *nl, int ifindex, int (*fn)(const struct nl_addr4 *a, void *data), void *data) {
-        struct ifaddrmsg ifa = { .ifa_family = AF_INET };
+        struct ifaddrmsg ifa = {.ifa_family = AF_INET};
         struct nl_msg m;
         msg_init(&m, RTM_GETADDR, NLM_F_DUMP, &ifa, sizeof(ifa));
-        struct addr_dump d = { .ifindex = ifindex, .fn = fn, .data = data };
+        struct addr_dump d = {.ifindex = ifindex, .fn = fn, .data = data};
         return transact(nl, &m, addr_cb, &d, "RTM_GETADDR dump");
 }
 
@@ -536,19 +552,27 @@ static int route_cb(const struct nlmsghdr *h, void *data) {
                 if (RTA_PAYLOAD(a) < 4)
                         continue;
                 switch (a->rta_type) {
-                case RTA_DST: memcpy(&r.dst, RTA_DATA(a), 4); break;
-                case RTA_GATEWAY: memcpy(&r.gateway, RTA_DATA(a), 4); break;
-                case RTA_OIF: r.oif = (int)*(const uint32_t *)RTA_DATA(a); break;
-                case RTA_TABLE: r.table = *(const uint32_t *)RTA_DATA(a); break;
+                case RTA_DST:
+                        memcpy(&r.dst, RTA_DATA(a), 4);
+                        break;
+                case RTA_GATEWAY:
+                        memcpy(&r.gateway, RTA_DATA(a), 4);
+                        break;
+                case RTA_OIF:
+                        r.oif = (int)*(const uint32_t *)RTA_DATA(a);
+                        break;
+                case RTA_TABLE:
+                        r.table = *(const uint32_t *)RTA_DATA(a);
+                        break;
                 }
         }
         return d->fn(&r, d->data);
 }
 
 int nl_route4_dump(struct nl *nl, int (*fn)(const struct nl_route4 *r, void *data), void *data) {
-        struct rtmsg rt = { .rtm_family = AF_INET };
+        struct rtmsg rt = {.rtm_family = AF_INET};
         struct nl_msg m;
         msg_init(&m, RTM_GETROUTE, NLM_F_DUMP, &rt, sizeof(rt));
-        struct route_dump d = { .fn = fn, .data = data };
+        struct route_dump d = {.fn = fn, .data = data};
         return transact(nl, &m, route_cb, &d, "RTM_GETROUTE dump");
 }
