@@ -100,7 +100,9 @@ struct server {
 
 static void *serve(void *p) {
         struct server *sv = p;
-        static _Thread_local char buf[BULK_CHUNK];
+        char *buf = malloc(BULK_CHUNK);
+        if (!buf)
+                return NULL;
         for (;;) {
                 int c = accept4(sv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
                 if (c < 0)
@@ -108,13 +110,13 @@ static void *serve(void *p) {
                 set_nodelay(c);
                 if (sv->mode == ECHO) {
                         ssize_t n;
-                        while ((n = read(c, buf, sizeof(buf))) > 0)
+                        while ((n = read(c, buf, BULK_CHUNK)) > 0)
                                 if (write(c, buf, (size_t)n) != n)
                                         break;
                 } else if (sv->mode == SINK) {
                         uint64_t total = 0;
                         ssize_t n;
-                        while ((n = read(c, buf, sizeof(buf))) > 0)
+                        while ((n = read(c, buf, BULK_CHUNK)) > 0)
                                 total += (uint64_t)n;
                         if (write(c, &total, sizeof(total)) != sizeof(total))
                                 perror("sink reply");

@@ -363,6 +363,18 @@ static int machine_body(void) {
         CHECK_FAILS(
                 net_machine_link_up("/nonexistent/netns", hb, "container0", "192.168.64.2/24", "192.168.64.1", 0, &e_),
                 ENOENT, "/nonexistent/netns");
+        CHECK_FAILS(
+                net_machine_link_up("/proc/self/ns/net", hb, "container0", "192.168.64.2/24", "192.168.64.1", 0, &e_),
+                EINVAL, "the caller's own network namespace");
+        /* a name that is taken by something that is not a veth is not ours to remove */
+        CHECK(nl_link_add_bridge(&nl, hb, NULL, 0) == 0);
+        CHECK_FAILS(net_machine_link_up(bpath, hb, "container0", "192.168.64.2/24", "192.168.64.1", 0, &e_), EEXIST,
+                    "RTM_NEWLINK veth");
+        struct nl_link taken;
+        CHECK(nl_link_get(&nl, hb, &taken) == 0 && streq(taken.kind, "bridge") && nl_link_del(&nl, taken.index) == 0);
+        CHECK(nl_open_in_netns(&in, b) == 0);
+        CHECK(nl_link_get(&in, "eth0", &eth0) == -ENODEV);
+        nl_close(&in);
         CHECK_FAILS(net_machine_link_up(bpath, hb, "container0", "192.168.64.2/24", "10.1.1.1", 0, &e_), EINVAL,
                     "not another address");
         CHECK_FAILS(net_machine_link_up(bpath, hb, "container0", "192.168.64.2/24", "192.168.64.1", 70000, &e_), EINVAL,

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "net/netlink.h"
 
@@ -270,6 +271,13 @@ int net_machine_link_up(const char *netns_path, const char *host_ifname, const c
         _cleanup_close_ int nsfd = open(netns_path, O_RDONLY | O_CLOEXEC);
         if (nsfd < 0)
                 return cm_error_set(err, errno, "open network namespace %s: %m", netns_path);
+        /* eth0 is replaced in the target namespace: never let that be the host's own */
+        struct stat target, self;
+        if (fstat(nsfd, &target) < 0 || stat("/proc/thread-self/ns/net", &self) < 0)
+                return cm_error_set(err, errno, "network namespace %s: %m", netns_path);
+        if (target.st_dev == self.st_dev && target.st_ino == self.st_ino)
+                return cm_error_set(err, EINVAL, "%s is the caller's own network namespace, not a machine's",
+                                    netns_path);
 
         _cleanup_nl_ struct nl nl = {.fd = -1};
         _cleanup_nl_ struct nl inner = {.fd = -1};
@@ -279,16 +287,20 @@ int net_machine_link_up(const char *netns_path, const char *host_ifname, const c
                 return cm_error_set(err, -r, "%s: %s", netns_path, inner.error);
 
         struct nl_link br, host, eth0, lo;
-        if ((r = nl_link_get(&nl, bridge, &br)) < 0)
-                return cm_error_set(err, -r, r == -ENODEV ? "bridge %s does not exist" : "bridge %s: %s", bridge,
-                                    nl.error);
+        if ((r = nl_link_get(&nl, bridge, &br)) == -ENODEV)
+                return cm_error_set(err, ENODEV, "bridge %s does not exist", bridge);
+        if (r < 0)
+                return cm_error_set(err, -r, "bridge %s: %s", bridge, nl.error);
         if (!streq(br.kind, "bridge"))
                 return cm_error_set(err, EINVAL, "%s is not a bridge", bridge);
 
-        /* A leftover from a runtime that died with its namespace still alive: the name is ours. */
-        if (nl_link_get(&nl, host_ifname, &host) == 0 && (r = nl_link_del(&nl, host.index)) < 0 && r != -ENODEV)
+        /* A leftover veth from a runtime that died with the namespace still alive: the name is
+         * ours. Anything else of that name is not, and is left alone (creating fails below). */
+        if (nl_link_get(&nl, host_ifname, &host) == 0 && streq(host.kind, "veth") &&
+            (r = nl_link_del(&nl, host.index)) < 0 && r != -ENODEV)
                 return cm_error_set(err, -r, "remove leftover %s: %s", host_ifname, nl.error);
-        if (nl_link_get(&inner, "eth0", &eth0) == 0 && (r = nl_link_del(&inner, eth0.index)) < 0 && r != -ENODEV)
+        if (nl_link_get(&inner, "eth0", &eth0) == 0 && streq(eth0.kind, "veth") &&
+            (r = nl_link_del(&inner, eth0.index)) < 0 && r != -ENODEV)
                 return cm_error_set(err, -r, "%s: remove leftover eth0: %s", netns_path, inner.error);
 
         uint8_t mac[6] = {0x0a, 0x58};

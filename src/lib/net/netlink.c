@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -129,6 +130,9 @@ static bool msg_ok(const struct nlmsghdr *h, int len) {
         return len >= (int)sizeof(*h) && h->nlmsg_len >= sizeof(*h) && h->nlmsg_len <= (unsigned)len;
 }
 
+static int reply(struct nl *nl, const struct nl_msg *m, char *buf, int (*fn)(const struct nlmsghdr *h, void *data),
+                 void *data, const char *what);
+
 /* Sends m and reads the answer: each data message goes to fn (dumps), and the final ACK or
  * NLMSG_DONE ends it. On failure, nl->error = "<what>: <strerror>[ (<kernel text>)]". */
 static int transact(struct nl *nl, struct nl_msg *m, int (*fn)(const struct nlmsghdr *h, void *data), void *data,
@@ -149,16 +153,28 @@ static int transact(struct nl *nl, struct nl_msg *m, int (*fn)(const struct nlms
         if (n < 0)
                 return nl_fail(nl, -errno, "%s: send: %s", what, strerror(errno));
 
-        static _Thread_local char buf[NL_RECV_MAX] __attribute__((aligned(NLMSG_ALIGNTO)));
+        char *buf = malloc(NL_RECV_MAX); /* not on the stack: threads may have small ones */
+        if (!buf)
+                return nl_fail(nl, -ENOMEM, "%s: out of memory", what);
+        int r = reply(nl, m, buf, fn, data, what);
+        free(buf);
+        return r;
+}
+
+static int reply(struct nl *nl, const struct nl_msg *m, char *buf, int (*fn)(const struct nlmsghdr *h, void *data),
+                 void *data, const char *what) {
         int cb_r = 0;
         for (;;) {
-                do
-                        n = recv(nl->fd, buf, sizeof(buf), 0);
+                ssize_t n;
+                do /* MSG_TRUNC: n is the datagram's real size, so a cut one is seen */
+                        n = recv(nl->fd, buf, NL_RECV_MAX, MSG_TRUNC);
                 while (n < 0 && errno == EINTR);
                 if (n < 0)
                         return nl_fail(nl, -errno, "%s: receive: %s", what, strerror(errno));
                 if (n == 0)
                         return nl_fail(nl, -EPIPE, "%s: netlink socket closed", what);
+                if (n > NL_RECV_MAX)
+                        return nl_fail(nl, -EMSGSIZE, "%s: answer of %zd bytes does not fit", what, n);
                 int len = (int)n;
                 for (struct nlmsghdr *h = (void *)buf; msg_ok(h, len); h = NLMSG_NEXT(h, len)) {
                         if (h->nlmsg_seq != m->u.hdr.nlmsg_seq || (h->nlmsg_pid && h->nlmsg_pid != nl->portid))
@@ -177,8 +193,10 @@ static int transact(struct nl *nl, struct nl_msg *m, int (*fn)(const struct nlms
                         }
                         if (fn && cb_r >= 0) {
                                 int r = fn(h, data);
-                                if (r < 0)
-                                        cb_r = r; /* keep reading to the end of the dump */
+                                if (r < 0) {
+                                        cb_r = nl_fail(nl, r, "%s: %s", what, strerror(-r));
+                                        /* and read on to the end of the answer */
+                                }
                         }
                 }
         }
