@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -502,6 +503,35 @@ static void test_ipam_concurrent(void **state) {
         assert_string_equal(ip, "10.5.0.3");
 }
 
+static void *allocate_thread(void *p) {
+        char name[16], ip[INET_ADDRSTRLEN];
+        snprintf(name, sizeof(name), "t%02d", (int)(intptr_t)p);
+        return (void *)(intptr_t)ipam_allocate(state_file, "192.168.64.0/24", name, ip, NULL);
+}
+
+/* the same from threads of one process: each call takes its own flock */
+static void test_ipam_threads(void **state) {
+        enum { N = 20 };
+        pthread_t t[N];
+        for (int i = 0; i < N; i++)
+                assert_int_equal(pthread_create(&t[i], NULL, allocate_thread, (void *)(intptr_t)i), 0);
+        for (int i = 0; i < N; i++) {
+                void *r;
+                assert_int_equal(pthread_join(t[i], &r), 0);
+                assert_int_equal((int)(intptr_t)r, 0);
+        }
+        bool seen[256] = {false};
+        for (int i = 0; i < N; i++) {
+                char name[16], ip[INET_ADDRSTRLEN];
+                unsigned d;
+                snprintf(name, sizeof(name), "t%02d", i);
+                assert_int_equal(ipam_lookup(state_file, name, ip, NULL), 0);
+                assert_int_equal(sscanf(ip, "192.168.64.%u", &d), 1);
+                assert_true(d >= 2 && d < 2 + N && !seen[d]);
+                seen[d] = true;
+        }
+}
+
 static void test_ipam_exhausted(void **state) {
         char ip[INET_ADDRSTRLEN];
         const char *want[] = {"192.168.64.2", "192.168.64.3", "192.168.64.4", "192.168.64.5", "192.168.64.6"};
@@ -614,6 +644,16 @@ static int nat_body(void) {
         CHECK(streq(peer, "192.168.65.1"));
         close(l);
 
+        /* the machine is still on the bridge: release keeps the table */
+        CHECK(net_host_release("container0", NULL) == 0);
+        CHECK(nat_exists("container", NULL) == 1);
+        CHECK_OK(net_machine_link_down("cm-nat", &e_));
+        CHECK(net_host_release("container0", NULL) == 1);
+        CHECK(nat_exists("container", NULL) == 0);
+        CHECK_OK(net_host_ensure("container0", "192.168.64.0/24", &e_));
+        CHECK_OK(net_host_ensure("container0", "192.168.64.0/24", &e_));
+        CHECK(count_tables("container") == 1);
+        CHECK_FAILS(net_host_ensure("container0", "192.168.65.0/24", &e_), EADDRINUSE, "dev uplink0");
         CHECK_OK(nat_remove("container", &e_));
         CHECK(count_tables("container") == 0);
         CHECK(nat_exists("container", NULL) == 0);
@@ -630,6 +670,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_prefix),
                 cmocka_unit_test_setup_teardown(test_ipam_concurrent, ipam_setup, ipam_teardown),
+                cmocka_unit_test_setup_teardown(test_ipam_threads, ipam_setup, ipam_teardown),
                 cmocka_unit_test_setup_teardown(test_ipam_exhausted, ipam_setup, ipam_teardown),
                 cmocka_unit_test(test_bridge),
                 cmocka_unit_test(test_machine_link),

@@ -371,3 +371,31 @@ int net_ipv4_forwarding_enable(struct cm_error **err) {
                 return cm_error_set(err, errno, "enable IPv4 forwarding (%s): %m", path);
         return 0;
 }
+
+int net_host_ensure(const char *bridge, const char *subnet, struct cm_error **err) {
+        char gw[NET_CIDR_MAX];
+        int r;
+        if ((r = net_subnet_gateway(subnet, gw, NULL, err)) < 0 ||
+            (r = net_subnet_check_free(subnet, bridge, err)) < 0 || (r = net_bridge_ensure(bridge, gw, err)) < 0 ||
+            (r = net_ipv4_forwarding_enable(err)) < 0 || (r = nat_ensure(NET_NAT_TABLE, subnet, bridge, err)) < 0)
+                return r;
+        return 0;
+}
+
+int net_host_release(const char *bridge, struct cm_error **err) {
+        struct cm_error *e = NULL;
+        int n = net_bridge_port_count(bridge, &e);
+        if (n == -ENODEV) /* no bridge, no machines; the table may still be there */
+                n = 0;
+        if (n < 0) {
+                if (err && !*err)
+                        *err = TAKE_PTR(e);
+                cm_error_free(e);
+                return n;
+        }
+        cm_error_free(e);
+        if (n > 0)
+                return 0;
+        int r = nat_remove(NET_NAT_TABLE, err);
+        return r < 0 ? r : 1;
+}

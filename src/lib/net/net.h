@@ -5,13 +5,12 @@
  *
  * How the pieces fit (the apiserver/runtime's order):
  *   create:  ipam_allocate(state, subnet, name)            -> the machine's address, kept
- *   start:   net_subnet_check_free(subnet, bridge)          refuse a subnet the host routes elsewhere
- *            net_bridge_ensure(bridge, gateway/len)         idempotent
- *            net_ipv4_forwarding_enable(); nat_ensure(NET_NAT_TABLE, subnet, bridge)
- *            (create the machine's netns) net_host_ifname(name) ; net_machine_link_up(...)
+ *   start:   net_host_ensure(bridge, subnet)                = net_subnet_check_free (refuse a
+ *                subnet the host routes elsewhere), net_bridge_ensure, forwarding, nat_ensure
+ *            (create the machine's netns) net_host_ifname(name); net_machine_link_up(...)
  *            hand the netns path to the sandbox: eth0 is configured before init runs
- *   stop:    net_machine_link_down(host_ifname); with the last machine gone (see
- *            net_bridge_port_count): nat_remove(NET_NAT_TABLE) and, if wanted, net_bridge_delete
+ *   stop:    net_machine_link_down(host_ifname); net_host_release(bridge): the NAT table goes
+ *            with the last machine
  *   rm:      ipam_release(state, name)
  */
 #pragma once
@@ -74,6 +73,15 @@ int net_machine_link_down(const char *host_ifname, struct cm_error **err);
 
 /* /proc/sys/net/ipv4/ip_forward = 1 for this namespace (written only when it is 0). */
 int net_ipv4_forwarding_enable(struct cm_error **err);
+
+/* The host side in one call, for the first machine to start: net_subnet_check_free,
+ * net_bridge_ensure with the subnet's first address, net_ipv4_forwarding_enable, nat_ensure
+ * (NET_NAT_TABLE). Idempotent. */
+int net_host_ensure(const char *bridge, const char *subnet, struct cm_error **err);
+/* After a machine's net_machine_link_down: with no machine left on the bridge, removes the
+ * NAT table (the bridge and IPv4 forwarding stay). 1 when removed, 0 when machines remain.
+ * The caller serializes this against net_host_ensure (one lock around both). */
+int net_host_release(const char *bridge, struct cm_error **err);
 
 /* Address allocation. state_file is a JSON file ({"allocations": {"<machine>": "a.b.c.d"}})
  * written atomically, with state_file.lock taken (flock) around every read-modify-write, so
