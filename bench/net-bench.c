@@ -4,7 +4,8 @@
  * loopback. Everything happens in network namespaces this process makes and holds by fd; they
  * vanish when it exits, and no packet leaves them.
  *
- *   net-bench [RUNS]     (as root)  -> one line per path and measure: median of RUNS runs */
+ *   net-bench [RUNS]     (as root)  -> one line per path and measure: median of RUNS runs,
+ *                                     and the time a machine's link takes to come up and go */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -71,7 +72,7 @@ static int socket_in(int nsfd) {
 }
 
 static struct sockaddr_in sin_of(const char *ip, uint16_t port) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
         inet_pton(AF_INET, ip, &a.sin_addr);
         return a;
 }
@@ -158,7 +159,7 @@ static double bench_connect(const char *ip, uint16_t port) {
         static double t[CONNECTS];
         for (int i = 0; i < CONNECTS; i++) {
                 int s = socket_in(-1);
-                struct linger lg = { .l_onoff = 1, .l_linger = 0 }; /* RST: no TIME_WAIT pile-up */
+                struct linger lg = {.l_onoff = 1, .l_linger = 0}; /* RST: no TIME_WAIT pile-up */
                 setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
                 struct sockaddr_in a = sin_of(ip, port);
                 double t0 = now();
@@ -267,9 +268,9 @@ int main(int argc, char **argv) {
         servers_start(-1, "127.0.0.1", 9000);
 
         static struct path paths[] = {
-                { .name = "bridge+veth (ours)", .ip = "192.168.64.2", .port = 9000 },
-                { .name = "bare veth (floor)", .ip = "192.168.66.2", .port = 9000 },
-                { .name = "loopback", .ip = "127.0.0.1", .port = 9000 },
+                {.name = "bridge+veth (ours)", .ip = "192.168.64.2", .port = 9000},
+                {.name = "bare veth (floor)", .ip = "192.168.66.2", .port = 9000},
+                {.name = "loopback", .ip = "127.0.0.1", .port = 9000},
         };
         /* warm-up: neighbour entries, bridge FDB, caches */
         for (size_t p = 0; p < ELEMENTSOF(paths); p++)
@@ -281,11 +282,30 @@ int main(int argc, char **argv) {
                         paths[p].gbps[r] = bench_bulk(paths[p].ip, paths[p].port + SINK);
                 }
 
+        /* what a machine start and stop pay: a fresh namespace's link up, then down */
+        enum { CYCLES = 50 };
+        static double up_ms[CYCLES], down_ms[CYCLES];
+        for (int i = 0; i < CYCLES; i++) {
+                int ns = netns_new();
+                char p2[64];
+                snprintf(p2, sizeof(p2), "/proc/self/fd/%d", ns);
+                double t0 = now();
+                check(net_machine_link_up(p2, "cm-cycle", "container0", "192.168.64.3/24", "192.168.64.1", 1500, &e), e,
+                      "machine link");
+                double t1 = now();
+                check(net_machine_link_down("cm-cycle", &e), e, "machine link down");
+                up_ms[i] = (t1 - t0) * 1e3;
+                down_ms[i] = (now() - t1) * 1e3;
+                close(ns);
+        }
+
         printf("medians of %d runs (connect: median of %d, round trip: median of %d, bulk: %.0f s stream)\n", runs,
                CONNECTS, ROUNDTRIPS, BULK_SECONDS);
         printf("  %-20s %12s %14s %12s\n", "path", "connect us", "round trip us", "bulk Gbit/s");
         for (size_t p = 0; p < ELEMENTSOF(paths); p++)
                 printf("  %-20s %12.1f %14.1f %12.2f\n", paths[p].name, median(paths[p].connect_us, (size_t)runs),
                        median(paths[p].rr_us, (size_t)runs), median(paths[p].gbps, (size_t)runs));
+        printf("  net_machine_link_up %.2f ms, net_machine_link_down %.2f ms (medians of %d)\n", median(up_ms, CYCLES),
+               median(down_ms, CYCLES), CYCLES);
         return 0;
 }
