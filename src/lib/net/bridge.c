@@ -239,8 +239,10 @@ int net_subnet_check_free(const char *subnet, const char *bridge, struct cm_erro
                 (void)nl_link_dump(&nl, find_name, &b); /* only on this error path */
                 snprintf(dev, sizeof(dev), " dev %s", *b.name ? b.name : "?");
         }
-        if (o.hit.table != RT_TABLE_MAIN)
-                snprintf(table, sizeof(table), " table %s", o.hit.table == RT_TABLE_LOCAL ? "local" : "other");
+        if (o.hit.table == RT_TABLE_LOCAL)
+                snprintf(table, sizeof(table), " table local");
+        else if (o.hit.table != RT_TABLE_MAIN)
+                snprintf(table, sizeof(table), " table %u", (unsigned)o.hit.table);
         return cm_error_set(err, EADDRINUSE,
                             "subnet %s overlaps the host's route %s%s/%u%s%s%s; choose another subnet (system property "
                             "network.subnet)",
