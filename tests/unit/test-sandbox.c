@@ -109,6 +109,12 @@ static int teardown_tmp(void **state) {
                 machine = NULL;
         }
         stop_console();
+        const char *keep = getenv("CM_SANDBOX_TEST_LOGS");
+        if (keep) {
+                char cmd[1200];
+                snprintf(cmd, sizeof cmd, "cp %s/console.log %s/console-%d.log 2>/dev/null", tmpdir, keep, (int)time(NULL));
+                (void)!system(cmd);
+        }
         char p[512];
         path(p, sizeof p, "root");
         umount2(p, MNT_DETACH);
@@ -404,6 +410,8 @@ static void start_machine(const char *image, const char *stop_signal, const char
 }
 
 /* Runs argv in the machine as uid/gid with pipes; returns the exit status, output in *out. */
+static const char *stdin_text;
+
 static int run_in(uid_t uid, gid_t gid, char *const *argv, char **out, char **errout) {
         int o[2], e[2], in[2];
         assert_int_equal(pipe2(o, O_CLOEXEC), 0);
@@ -422,6 +430,9 @@ static int run_in(uid_t uid, gid_t gid, char *const *argv, char **out, char **er
         _cleanup_error_ struct cm_error *err = NULL;
         int r = sandbox_exec(machine, &x, &pid, &err);
         close(in[0]);
+        if (stdin_text)
+                (void)!write(in[1], stdin_text, strlen(stdin_text));
+        stdin_text = NULL;
         close(in[1]);
         close(o[1]);
         close(e[1]);
@@ -516,6 +527,34 @@ static void test_boot_busybox(void **state) {
         assert_non_null(shared);
         assert_string_equal(shared, "shared\n");
 
+        /* a login shell when argv is NULL: the user's shell from the machine's passwd */
+        stdin_text = "echo \"$0\"; exit 3\n";
+        assert_int_equal(run_in(USER_UID, USER_GID, NULL, &out, NULL), 3);
+        assert_string_equal(out, "-sh\n");
+        free(out);
+
+        /* a pty session with a pty of the machine's own devpts */
+        int master, slave;
+        _cleanup_error_ struct cm_error *perr = NULL;
+        assert_int_equal(sandbox_open_pty(machine, &master, &slave, &perr), 0);
+        char *tty[] = { (char *)"sh", (char *)"-c", (char *)"tty; test -t 0 && echo ctty-ok", NULL };
+        char *penv[] = { (char *)"PATH=/bin:/sbin", NULL };
+        struct sandbox_exec x = { .argv = tty, .env = penv, .uid = 0, .gid = 0, .stdin_fd = slave,
+                                  .stdout_fd = slave, .stderr_fd = slave, .pty = true };
+        pid_t pid;
+        assert_int_equal(sandbox_exec(machine, &x, &pid, &perr), 0);
+        close(slave);
+        char tbuf[256];
+        size_t tlen = 0;
+        ssize_t tn;
+        while (tlen < sizeof tbuf - 1 && (tn = read(master, tbuf + tlen, sizeof tbuf - 1 - tlen)) > 0)
+                tlen += (size_t)tn;
+        tbuf[tlen] = 0;
+        close(master);
+        int tst;
+        assert_int_equal(waitpid(pid, &tst, 0), pid);
+        assert_string_equal(tbuf, "/dev/pts/0\r\nctty-ok\r\n");
+
         char *hosts[] = { (char *)"cat", (char *)"/etc/hosts", NULL };
         assert_int_equal(run_in(0, 0, hosts, &out, NULL), 0);
         assert_non_null(strstr(out, "127.0.1.1\tcmtest # container-machine\n"));
@@ -577,6 +616,12 @@ static void test_boot_debian_systemd(void **state) {
         char *sudo[] = { (char *)"sudo", (char *)"-n", (char *)"id", (char *)"-u", NULL };
         assert_int_equal(run_in(USER_UID, USER_GID, sudo, &out, NULL), 0);
         assert_string_equal(out, "0\n");
+        free(out);
+        /* sessions live in init's cgroup (init.scope), inside the machine's namespace */
+        char *cg[] = { (char *)"cat", (char *)"/proc/self/cgroup", NULL };
+        assert_int_equal(run_in(0, 0, cg, &out, NULL), 0);
+        assert_non_null(strstr(out, "0::/init.scope\n"));
+        assert_null(strstr(out, "/.."));
         free(out);
         char *nproc[] = { (char *)"nproc", NULL };
         assert_int_equal(run_in(0, 0, nproc, &out, NULL), 0);

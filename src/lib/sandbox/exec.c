@@ -333,6 +333,7 @@ int sandbox_exec(struct sandbox *sb, const struct sandbox_exec *e, pid_t *ret_pi
         }
         if (helper == 0) {
                 close(p[0]);
+                sb_cgroup_join_v1(sb->v1_cgroups);
                 if (procs_fd >= 0 && write(procs_fd, "0", 1) < 0) {
                         report_fail(p[1], "join the machine's cgroup", errno);
                         _exit(125);
@@ -400,5 +401,28 @@ int sandbox_exec(struct sandbox *sb, const struct sandbox_exec *e, pid_t *ret_pi
                         close(pfd);
         }
         *ret_pid = pid;
+        return 0;
+}
+
+int sandbox_open_pty(struct sandbox *sb, int *ret_master, int *ret_slave, struct cm_error **err) {
+        if (!sb || sb->init_pid <= 0 || sb->init_exited)
+                return cm_error_set(err, CM_ENOTRUNNING, "pty: the machine is not running");
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d/root", (int)sb->init_pid);
+        _cleanup_close_ int root = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0)
+                return cm_error_set(err, errno, "pty: %s: %m", p);
+        /* the machine's own devpts instance, reached through init's root */
+        _cleanup_close_ int master = sb_openat_root(root, "/dev/pts/ptmx", O_RDWR | O_NOCTTY, 0);
+        if (master < 0)
+                return cm_error_set(err, -master, "pty: open the machine's /dev/pts/ptmx: %s", strerror(-master));
+        int unlock = 0;
+        if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+                return cm_error_set(err, errno, "pty: unlock: %m");
+        int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (slave < 0)
+                return cm_error_set(err, errno, "pty: open the slave: %m");
+        *ret_master = TAKE_FD(master);
+        *ret_slave = slave;
         return 0;
 }

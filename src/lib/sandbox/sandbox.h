@@ -64,6 +64,11 @@ struct sandbox_exec {
  * writing "<cmd>: <reason>" to its stderr, as a shell does. */
 int sandbox_exec(struct sandbox *sb, const struct sandbox_exec *e, pid_t *ret_pid, struct cm_error **err);
 
+/* A pty pair from the machine's own devpts instance, for pty sessions: inside the machine
+ * the slave is /dev/pts/N (a host pty would be "not a tty" there: ttyname() fails). Both fds
+ * are close-on-exec; the master stays with the caller, the slave goes to sandbox_exec. */
+int sandbox_open_pty(struct sandbox *sb, int *ret_master, int *ret_slave, struct cm_error **err);
+
 /* Looks up a user of the machine by name or uid in its /etc/passwd (home, shell, gid). */
 int sandbox_lookup_user(struct sandbox *sb, const char *name_or_uid, uid_t *ret_uid, gid_t *ret_gid,
                         char **ret_home, char **ret_shell, char **ret_name, struct cm_error **err);
