@@ -462,14 +462,37 @@ static int run_in(uid_t uid, gid_t gid, char *const *argv, char **out, char **er
         return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+static pid_t session_seen;
+static int session_status;
+
+static void on_session_exit(pid_t pid, int status, void *userdata) {
+        (void)userdata;
+        session_seen = pid;
+        session_status = status;
+}
+
 static double stop_machine(void) {
         pid_t init = sandbox_init_pid(machine);
+        /* a session still running at stop: the machine's shutdown kills it, sandbox_stop reaps it */
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        char *sleeper[] = { (char *)"sleep", (char *)"1000", NULL };
+        char *env[] = { (char *)"PATH=/usr/bin:/bin", NULL };
+        struct sandbox_exec x = { .argv = sleeper, .env = env, .uid = USER_UID, .gid = USER_GID,
+                                  .stdin_fd = devnull, .stdout_fd = devnull, .stderr_fd = devnull };
+        pid_t sleep_pid;
+        _cleanup_error_ struct cm_error *err = NULL;
+        assert_int_equal(sandbox_exec(machine, &x, &sleep_pid, &err), 0);
+        close(devnull);
+        sandbox_on_session_exit(machine, on_session_exit, NULL);
+        session_seen = 0;
         double t0 = now_s();
         assert_int_equal(sandbox_stop(machine, 10), 0);
         int st;
         assert_int_equal(waitpid(init, &st, 0), init);
         double took = now_s() - t0;
         sandbox_reaped(machine, st);
+        assert_int_equal(session_seen, sleep_pid);
+        assert_true(WIFSIGNALED(session_status));
         sandbox_free(machine);
         machine = NULL;
         return took;
