@@ -534,6 +534,12 @@ static void test_boot_busybox(void **state) {
         free(out);
         free(errout);
 
+        char *noexec[] = { (char *)"/etc/passwd", NULL };
+        assert_int_equal(run_in(0, 0, noexec, &out, &errout), 126);
+        assert_string_equal(errout, "/etc/passwd: Permission denied\n");
+        free(out);
+        free(errout);
+
         /* as the provisioned user, in the home, with the machine's name */
         char *who[] = { (char *)"sh", (char *)"-c", (char *)"id -un; id -u; pwd; hostname; cat /proc/1/cmdline", NULL };
         assert_int_equal(run_in(USER_UID, USER_GID, who, &out, NULL), 0);
@@ -617,6 +623,8 @@ static void test_boot_debian_systemd(void **state) {
                 out = NULL;
                 usleep(20000);
         }
+        if (out)
+                out[strcspn(out, "\n")] = 0;
         print_message("debian: is-system-running = %s after %.2f s\n", out ? out : "(timeout)", now_s() - t0);
         if (out && strncmp(out, "degraded", 8) == 0) {
                 char *failed[] = { (char *)"systemctl", (char *)"--failed", (char *)"--no-legend", NULL };

@@ -286,6 +286,8 @@ static int mask_file(int procfd, const char *path, int devfd) {
 }
 
 static int make_dev_node(int devfd, const char *name, dev_t dev) {
+        if (!name)
+                return -EINVAL;
         if (mknodat(devfd, name, S_IFCHR | 0666, dev) == 0) {
                 (void)fchmodat(devfd, name, 0666, 0);
                 return 0;
