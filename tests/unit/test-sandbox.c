@@ -520,6 +520,29 @@ static void test_boot_busybox(void **state) {
         start_machine("busybox", NULL, env, &t_start);
         print_message("busybox: sandbox_start %.1f ms\n", t_start * 1000);
 
+        /* the same name again while it runs: refused, the running machine untouched */
+        {
+                mk("upper2");
+                mk("work2");
+                mk("root2");
+                static char lower[512], upper[512], work[512], root[512];
+                path(lower, sizeof lower, "lower");
+                path(upper, sizeof upper, "upper2");
+                path(work, sizeof work, "work2");
+                path(root, sizeof root, "root2");
+                const char *lowers[] = { lower, NULL };
+                struct sandbox_spec s2 = base_spec();
+                s2.lowerdirs = lowers;
+                s2.upperdir = upper;
+                s2.workdir = work;
+                s2.rootfs = root;
+                struct sandbox *twin = NULL;
+                _cleanup_error_ struct cm_error *err2 = NULL;
+                assert_true(sandbox_start(&s2, &twin, &err2) < 0);
+                assert_non_null(strstr(err2->message, "already running"));
+                assert_int_equal(kill(sandbox_init_pid(machine), 0), 0);
+        }
+
         char *out = NULL, *errout = NULL;
         char *echo[] = { (char *)"echo", (char *)"hi", NULL };
         double t0 = now_s();

@@ -162,7 +162,14 @@ int sb_cgroup_create(struct sandbox *sb, const struct sandbox_spec *spec, int *r
                 return cm_error_set(err, ENOMEM, "cgroup: out of memory");
         if (mkdir(parent, 0755) < 0 && errno != EEXIST)
                 return cm_error_set(err, errno, "cgroup: create %s: %m", parent);
-        /* Left over from a runtime that died: its processes died with it (PDEATHSIG). */
+        /* A cgroup that still holds processes belongs to a machine that runs: never take
+         * it over (its processes would be killed below). An empty one is left over from a
+         * runtime that died (its machine died with it, PDEATHSIG). */
+        _cleanup_free_ char *events = NULL;
+        char ep[PATH_MAX];
+        snprintf(ep, sizeof ep, "%s/cgroup.events", dir);
+        if (fs_read_all(AT_FDCWD, ep, 0, &events, NULL) == 0 && strstr(events, "populated 1"))
+                return cm_error_set(err, CM_EEXISTS, "cgroup %s: machine %s is already running", dir, spec->name);
         (void)sb_cgroup_remove(dir);
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
                 return cm_error_set(err, errno, "cgroup: create %s: %m", dir);
