@@ -565,6 +565,20 @@ static int update_machine_id(int root_fd, const struct sandbox_spec *spec) {
         return sb_write_file(root_fd, "/etc/machine-id", buf, 33, 0444, 0, 0);
 }
 
+/* The UTS name is set before init runs, but sysvinit's hostname.sh and systemd both set it
+ * again from /etc/hostname: keep that file saying the machine's name. */
+static int update_hostname(int root_fd, const struct sandbox_spec *spec) {
+        _cleanup_free_ char *old = NULL;
+        int r = sb_read_file(root_fd, "/etc/hostname", 4096, &old);
+        if (r < 0 && r != -ENOENT && r != -EINVAL)
+                return r;
+        char buf[128];
+        int n = snprintf(buf, sizeof buf, "%s\n", spec->name);
+        if (old && streq(old, buf))
+                return 0;
+        return sb_write_file(root_fd, "/etc/hostname", buf, (size_t)n, 0644, 0, 0);
+}
+
 int sb_prepare_etc(int root_fd, const struct sandbox_spec *spec, struct cm_error **err) {
         int r;
         _cleanup_close_ int etc = sb_mkdir_p_root(root_fd, "/etc", 0755);
@@ -572,6 +586,8 @@ int sb_prepare_etc(int root_fd, const struct sandbox_spec *spec, struct cm_error
                 return cm_error_set(err, -etc, "prepare /etc: %s", strerror(-etc));
         if ((r = update_hosts(root_fd, spec)) < 0)
                 return cm_error_set(err, -r, "write /etc/hosts: %s", strerror(-r));
+        if ((r = update_hostname(root_fd, spec)) < 0)
+                return cm_error_set(err, -r, "write /etc/hostname: %s", strerror(-r));
         if ((r = update_resolv_conf(root_fd)) < 0)
                 return cm_error_set(err, -r, "write /etc/resolv.conf: %s", strerror(-r));
         if ((r = update_machine_id(root_fd, spec)) < 0)
