@@ -45,7 +45,25 @@ struct sandbox; /* a running machine */
 /* Mounts the root, provisions (if spec->provision), creates the namespaces and cgroup,
  * and execs the image's /sbin/init as PID 1. The caller (the runtime) is init's parent and
  * must reap it. Errors name the step ("provisioning: ...", "mount overlay: ..."). User
- * provisioning failures use the text "container machine failed to create user: <reason>". */
+ * provisioning failures use the text "container machine failed to create user: <reason>".
+ *
+ * What it does to and expects of the caller (ns runtime):
+ *  - root in the host's user namespace; called once per process;
+ *  - it unshares the caller's mount namespace (CLONE_NEWNS, / made rslave) and mounts the
+ *    overlay at spec->rootfs there: a runtime that dies leaves no mount behind. Only the
+ *    calling thread switches namespace: call it before starting threads;
+ *  - init gets PR_SET_PDEATHSIG(SIGKILL): when the thread that called sandbox_start exits,
+ *    the whole machine dies. Keep that thread alive as long as the machine;
+ *  - it returns once /sbin/init was exec'd (or with the child's error). Do not reap with
+ *    waitpid(-1, ...) while sandbox_start or sandbox_exec run (both wait for a helper pid
+ *    of their own; ECHILD is tolerated, but the status would be lost to the caller);
+ *  - spec->console_fd: the pty slave, opened O_NOCTTY by the caller; it becomes
+ *    /dev/console and init's stdio. The caller keeps the master open (and drained) for
+ *    the machine's whole life, from a session that ignores SIGHUP (agetty's vhangup);
+ *  - cgroup: <cgroup2 mount>/container-machine/<name>; refused while it holds processes.
+ *    cpus/memory go to cpu.max/memory.max where v2 has the controllers, else to v1
+ *    cgroups of the same name (hybrid hosts); cpus also sets init's CPU affinity to that
+ *    many CPUs so that nproc inside says so. */
 int sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct cm_error **err);
 pid_t sandbox_init_pid(const struct sandbox *sb);
 
@@ -59,7 +77,10 @@ struct sandbox_exec {
         bool pty;               /* new session + controlling terminal */
 };
 /* Starts a process inside the running machine (its namespaces and cgroup, so the machine's
- * systemd sees it). Returns its pid as seen by the caller; the caller reaps it. When the
+ * systemd sees it). Returns its pid as seen by the caller; the caller reaps it: the process
+ * is the caller's own child (created with CLONE_PARENT by a short-lived helper that joined
+ * the machine; the helper is reaped here), so waitpid gives the command's own status and
+ * kill() reaches it. It lives in init's current cgroup (init.scope under systemd). When the
  * command cannot be started, the process exits 127 (not found) or 126 (not executable) after
  * writing "<cmd>: <reason>" to its stderr, as a shell does. */
 int sandbox_exec(struct sandbox *sb, const struct sandbox_exec *e, pid_t *ret_pid, struct cm_error **err);
@@ -73,10 +94,16 @@ int sandbox_open_pty(struct sandbox *sb, int *ret_master, int *ret_slave, struct
 int sandbox_lookup_user(struct sandbox *sb, const char *name_or_uid, uid_t *ret_uid, gid_t *ret_gid,
                         char **ret_home, char **ret_shell, char **ret_name, struct cm_error **err);
 
-/* Asks init to shut down its own way (systemd: SIGRTMIN+3; sysvinit/OpenRC: telinit 0 or
- * SIGINT...; busybox init: SIGUSR2; the image's STOPSIGNAL when set), waits up to timeout_sec
- * for PID 1 to exit, then kills what is left. Returns once init has exited (reaped by the
- * caller's SIGCHLD handling or here, see sandbox_reaped). */
+/* Asks init to shut down its own way (the image's STOPSIGNAL when set; else by what
+ * /sbin/init resolves to inside the root: systemd SIGRTMIN+3, busybox SIGUSR2, openrc-init
+ * SIGTERM, sysvinit a runlevel-0 request on its /run/initctl FIFO, SIGPWR if that fails;
+ * unknown inits SIGTERM), waits up to timeout_sec for PID 1 to exit, then SIGKILLs it
+ * (which kills its pid namespace) and cgroup.kill's the cgroup. Returns 0 once init has
+ * exited, -ETIMEDOUT if even SIGKILL did not end it within 5 s. It never reaps init: it
+ * polls init's pidfd (readable once init is a zombie), so the caller's waitpid keeps
+ * init's status; call sandbox_reaped afterwards (or earlier: then it returns at once).
+ * Sessions that die meanwhile are reaped here (sandbox_on_session_exit), and init gets a
+ * SIGCHLD every 100 ms (systemd-shutdown waits for dead sessions only when woken). */
 int sandbox_stop(struct sandbox *sb, unsigned timeout_sec);
 /* Tells the sandbox that its init was reaped (the runtime's waitpid saw it). */
 void sandbox_reaped(struct sandbox *sb, int status);
