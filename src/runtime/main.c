@@ -136,6 +136,21 @@ static int listen_socket(struct runtime *rt) {
         return 0;
 }
 
+#define BOOT_WAIT_MS 30000
+
+static int64_t now_ms(void);
+
+static void booted(struct runtime *rt) {
+        rt->boot_deadline_ms = -1;
+        rt->boot_wait_pid = 0;
+        if (rt->init_reaped || rt->stop_requested)
+                return;
+        set_state(rt, "running");
+        json_auto_t *j = json_pack("{s:b,s:I}", "ok", 1, "pid", (json_int_t)rt->init_pid);
+        if (j)
+                ready(&rt->ready_fd, j);
+}
+
 static void reap(struct runtime *rt) {
         for (;;) {
                 int status;
@@ -146,6 +161,10 @@ static void reap(struct runtime *rt) {
                         rt->init_reaped = true;
                         sandbox_reaped(rt->sb, status);
                         log_msg("init exited with status %d", session_status_from_wait(status));
+                        continue;
+                }
+                if (pid == rt->boot_wait_pid) {
+                        booted(rt);
                         continue;
                 }
                 (void)conns_child_exited(rt, pid, status);
@@ -214,6 +233,15 @@ static int event_loop(struct runtime *rt) {
                 }
                 if (rt->stop_requested && !rt->init_reaped)
                         stop_machine(rt);
+                if (rt->boot_deadline_ms >= 0 && now_ms() >= rt->boot_deadline_ms) {
+                        log_msg("systemd did not finish booting within %d s; ready anyway", BOOT_WAIT_MS / 1000);
+                        (void)kill(rt->boot_wait_pid, SIGKILL);
+                        booted(rt);
+                }
+                if (rt->ready_fd >= 0 && (rt->init_reaped || rt->stop_requested))
+                        ready_error(&rt->ready_fd, CM_EINTERNAL,
+                                    rt->init_reaped ? "the machine's init exited during boot (see its console log)"
+                                                    : "the machine was stopped during boot");
                 if (rt->init_reaped && !gone_handled) {
                         gone_handled = true;
                         set_state(rt, "stopping");
@@ -241,6 +269,11 @@ static int event_loop(struct runtime *rt) {
                 int timeout = -1;
                 if (rt->console_hup)
                         timeout = 250;
+                if (rt->boot_deadline_ms >= 0) {
+                        int64_t left = rt->boot_deadline_ms - now_ms();
+                        if (timeout < 0 || left < timeout)
+                                timeout = left < 0 ? 0 : (int)left;
+                }
                 if (deadline >= 0)
                         timeout = 50;
                 int r = poll(p, (nfds_t)n, timeout);
@@ -287,8 +320,10 @@ int main(int argc, char **argv) {
                 .console_log = -1,
                 .listen_fd = -1,
                 .state = "starting",
+                .ready_fd = -1,
+                .boot_deadline_ms = -1,
         };
-        int ready_fd = -1, c;
+        int c;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
                 switch (c) {
                 case 'r': rt.root = optarg; break;
@@ -300,10 +335,10 @@ int main(int argc, char **argv) {
                                 usage();
                                 return 64;
                         }
-                        ready_fd = (int)v;
+                        rt.ready_fd = (int)v;
                         /* init and sessions must not inherit it: the reader waits for EOF */
-                        if (fcntl(ready_fd, F_SETFD, FD_CLOEXEC) < 0)
-                                ready_fd = -1;
+                        if (fcntl(rt.ready_fd, F_SETFD, FD_CLOEXEC) < 0)
+                                rt.ready_fd = -1;
                         break;
                 }
                 case 'h': usage(); return 0;
@@ -318,7 +353,7 @@ int main(int argc, char **argv) {
         log_name = rt.name;
         _cleanup_error_ struct cm_error *err = NULL;
         if (machine_name_validate(rt.name, &err) < 0) {
-                ready_error(&ready_fd, CM_EINVALID, err && err->message ? err->message : "invalid machine name");
+                ready_error(&rt.ready_fd, CM_EINVALID, err && err->message ? err->message : "invalid machine name");
                 return 1;
         }
         rt.machine_dir = machine_dir(rt.root, rt.name);
@@ -330,7 +365,7 @@ int main(int argc, char **argv) {
         if (r < 0 || (rt.run_dir_fd = open(rt.run_dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
                 char msg[512];
                 snprintf(msg, sizeof msg, "create %s: %s", rt.run_dir, strerror(r < 0 ? -r : errno));
-                ready_error(&ready_fd, CM_EINTERNAL, msg);
+                ready_error(&rt.ready_fd, CM_EINTERNAL, msg);
                 return 1;
         }
         _cleanup_close_ int lock_fd = openat(rt.run_dir_fd, "runtime.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
@@ -338,13 +373,13 @@ int main(int argc, char **argv) {
         if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
                 char msg[256];
                 snprintf(msg, sizeof msg, "container machine %s is already running", rt.name);
-                ready_error(&ready_fd, errno == EWOULDBLOCK ? CM_EEXISTS : CM_EINTERNAL, msg);
+                ready_error(&rt.ready_fd, errno == EWOULDBLOCK ? CM_EEXISTS : CM_EINTERNAL, msg);
                 return 1;
         }
         if (machine_config_load(rt.machine_dir, &rt.config, &err) < 0) {
                 char msg[256];
                 snprintf(msg, sizeof msg, "container machine with ID %s not found", rt.name);
-                ready_error(&ready_fd, CM_ENOTFOUND, msg);
+                ready_error(&rt.ready_fd, CM_ENOTFOUND, msg);
                 return 1;
         }
 
@@ -354,7 +389,7 @@ int main(int argc, char **argv) {
         if (r < 0) {
                 char msg[256];
                 snprintf(msg, sizeof msg, "console: %s", strerror(-r));
-                ready_error(&ready_fd, CM_EINTERNAL, msg);
+                ready_error(&rt.ready_fd, CM_EINTERNAL, msg);
                 return 1;
         }
         char pid[32];
@@ -363,7 +398,7 @@ int main(int argc, char **argv) {
         set_state(&rt, "starting");
 
         if (machine_boot(&rt, &err) < 0) {
-                ready_error(&ready_fd, err ? err->code : CM_EINTERNAL,
+                ready_error(&rt.ready_fd, err ? err->code : CM_EINTERNAL,
                             err && err->message ? err->message : "cannot start the machine");
                 if (rt.sb) {
                         sandbox_free(rt.sb);
@@ -377,20 +412,20 @@ int main(int argc, char **argv) {
         if (r < 0) {
                 char msg[256];
                 snprintf(msg, sizeof msg, "session socket: %s", strerror(-r));
-                ready_error(&ready_fd, CM_EINTERNAL, msg);
+                ready_error(&rt.ready_fd, CM_EINTERNAL, msg);
                 rt.stop_requested = true;
                 rt.stop_timeout = 10;
         } else {
-                set_state(&rt, "running");
-                json_auto_t *j = json_pack("{s:b,s:I}", "ok", 1, "pid", (json_int_t)rt.init_pid);
-                if (j)
-                        ready(&ready_fd, j);
+                rt.boot_wait_pid = machine_boot_wait(&rt);
+                if (rt.boot_wait_pid > 0)
+                        rt.boot_deadline_ms = now_ms() + BOOT_WAIT_MS;
+                else
+                        booted(&rt);
         }
         got_chld = 1; /* init may have died before the handler was in place: look */
 
         r = event_loop(&rt);
 
-        conns_free(&rt);
         console_pump(&rt);
         sandbox_free(rt.sb);
         rt.sb = NULL;
@@ -403,6 +438,11 @@ int main(int argc, char **argv) {
                 close(rt.console_slave);
         if (rt.console_log >= 0)
                 close(rt.console_log);
+        /* stop requests return once a new runtime may start: after the lock is gone */
+        close(lock_fd);
+        lock_fd = -1;
+        conns_reply_stopped(&rt);
+        conns_free(&rt);
         machine_config_free(rt.config);
         close(rt.run_dir_fd);
         free(rt.machine_dir);

@@ -3,6 +3,7 @@
  * retries and halting takes ~30 s) and the console log. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,4 +190,48 @@ void machine_stop(struct runtime *rt, unsigned timeout) {
         int r = sandbox_stop(rt->sb, timeout);
         if (r < 0)
                 log_msg("stop: %s", strerror(-r));
+}
+
+/* comm would say "init" (the name exec'd); the executable's own path names systemd. */
+static bool init_is_systemd(pid_t pid) {
+        char path[64], exe[PATH_MAX];
+        snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+        ssize_t n = readlink(path, exe, sizeof exe - 1);
+        if (n <= 0)
+                return false;
+        exe[n] = 0;
+        const char *base = strrchr(exe, '/');
+        return streq(base ? base + 1 : exe, "systemd");
+}
+
+pid_t machine_boot_wait(struct runtime *rt) {
+        if (!init_is_systemd(rt->init_pid))
+                return 0;
+        _cleanup_close_ int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0)
+                return 0;
+        /* Right after exec systemd has no API socket yet and systemctl fails at once: retry
+         * until it answers with a state after the boot (the runtime's deadline bounds this). */
+        char *argv[] = { "/bin/sh", "-c",
+                         "while :; do case $(systemctl is-system-running --wait 2>/dev/null) in "
+                         "running|degraded|maintenance|stopping) exit 0;; esac; sleep 0.02; done",
+                         NULL };
+        char *env[] = { "PATH=" SESSION_PATH, "HOME=/root", "USER=root", "LOGNAME=root", NULL };
+        struct sandbox_exec e = {
+                .argv = argv,
+                .env = env,
+                .cwd = "/",
+                .uid = 0,
+                .gid = 0,
+                .stdin_fd = null,
+                .stdout_fd = null,
+                .stderr_fd = null,
+        };
+        pid_t pid = 0;
+        _cleanup_error_ struct cm_error *err = NULL;
+        if (sandbox_exec(rt->sb, &e, &pid, &err) < 0) {
+                log_msg("cannot wait for systemd's boot: %s", err && err->message ? err->message : "error");
+                return 0;
+        }
+        return pid;
 }

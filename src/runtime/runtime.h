@@ -40,6 +40,11 @@ struct runtime {
 
         bool stop_requested;
         unsigned stop_timeout;
+
+        /* readiness: written once the machine has booted (systemd: its boot finished) */
+        int ready_fd;
+        pid_t boot_wait_pid;
+        int64_t boot_deadline_ms; /* -1: not waiting */
 };
 
 void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -49,6 +54,9 @@ int machine_boot(struct runtime *rt, struct cm_error **err);
 int console_open(struct runtime *rt);
 void console_pump(struct runtime *rt);
 void machine_stop(struct runtime *rt, unsigned timeout);
+/* systemd reports its boot finished through `systemctl is-system-running --wait`; other inits
+ * have no such notion. Returns the waiter's pid, or 0 when there is nothing to wait for. */
+pid_t machine_boot_wait(struct runtime *rt);
 
 /* sessions.c */
 void conn_accept(struct runtime *rt);
@@ -60,7 +68,9 @@ void conn_handle(struct runtime *rt, struct conn *c, uint8_t role, short revents
 void conns_tick(struct runtime *rt);
 /* A reaped child: true if it was a session's process. */
 bool conns_child_exited(struct runtime *rt, pid_t pid, int status);
-/* Init is gone: answer stop waiters, let sessions finish. */
+/* Init is gone: refuse what was not opened yet, let sessions finish. */
 void conns_machine_gone(struct runtime *rt);
 bool conns_all_done(struct runtime *rt);
+/* The very end, everything cleaned up and the lock released: answer the stop requests. */
+void conns_reply_stopped(struct runtime *rt);
 void conns_free(struct runtime *rt);

@@ -649,11 +649,7 @@ bool conns_child_exited(struct runtime *rt, pid_t pid, int status) {
 
 void conns_machine_gone(struct runtime *rt) {
         for (struct conn *c = rt->conns; c; c = c->next) {
-                if (c->state == C_STOP_WAIT) {
-                        (void)session_buf_exit(&c->out, c->channel, 0);
-                        c->exit_sent = true;
-                        c->state = C_CLOSING;
-                } else if (c->state == C_OPENING) {
+                if (c->state == C_OPENING) {
                         conn_fail(c, "not-running", "the machine stopped");
                 }
         }
@@ -712,7 +708,24 @@ void conns_tick(struct runtime *rt) {
 }
 
 bool conns_all_done(struct runtime *rt) {
-        return rt->conns == NULL;
+        for (struct conn *c = rt->conns; c; c = c->next)
+                if (c->state != C_STOP_WAIT)
+                        return false;
+        return true;
+}
+
+void conns_reply_stopped(struct runtime *rt) {
+        for (struct conn *c = rt->conns; c; c = c->next) {
+                if (c->state != C_STOP_WAIT || c->peer_gone)
+                        continue;
+                (void)session_buf_exit(&c->out, c->channel, 0);
+                int fl = fcntl(c->fd, F_GETFL);
+                if (fl >= 0)
+                        (void)fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+                struct timeval tv = { .tv_sec = 1 };
+                (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+                (void)session_buf_flush(&c->out, c->fd);
+        }
 }
 
 void conns_free(struct runtime *rt) {
