@@ -112,7 +112,8 @@ static int teardown_tmp(void **state) {
         const char *keep = getenv("CM_SANDBOX_TEST_LOGS");
         if (keep) {
                 char cmd[1200];
-                snprintf(cmd, sizeof cmd, "cp %s/console.log %s/console-%d.log 2>/dev/null", tmpdir, keep, (int)time(NULL));
+                snprintf(cmd, sizeof cmd, "cp %s/console.log %s/console-%d.log 2>/dev/null", tmpdir, keep,
+                         (int)time(NULL));
                 (void)!system(cmd);
         }
         char p[512];
@@ -130,7 +131,7 @@ static struct sandbox_spec base_spec(void) {
                 .name = "cmtest",
                 .machine_id = "0123456789abcdef0123456789abcdef",
                 .rootfs = rootfs,
-                .owner = { .name = USER_NAME, .uid = USER_UID, .gid = USER_GID, .home = home },
+                .owner = {.name = USER_NAME, .uid = USER_UID, .gid = USER_GID, .home = home},
                 .home = SANDBOX_HOME_RW,
                 .console_fd = -1,
                 .provision = true,
@@ -203,7 +204,8 @@ static void test_provision_reuses_entries(void **state) {
                 skip();
         make_tree();
         /* our uid under another name, our gid as "users": reused, not duplicated; sh only */
-        write_file("root/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nold:x:4321:100:Old User:/home/old:/bin/sh\n", 0644);
+        write_file("root/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nold:x:4321:100:Old User:/home/old:/bin/sh\n",
+                   0644);
         write_file("root/etc/shadow", "root:*:19000:0:99999:7:::\nold:$6$abc:19000:0:99999:7:::\n", 0640);
         write_file("root/etc/group", "root:x:0:\nusers:x:100:\nwheel:x:10:root,old\n", 0644);
         char p[512];
@@ -329,7 +331,8 @@ static void test_provision_create_user_script(void **state) {
         _cleanup_free_ char *c = read_rel("root/created");
         assert_non_null(c);
         char want[512];
-        snprintf(want, sizeof want, USER_NAME " 4321 4321 %s /bin/sh 0123456789abcdef0123456789abcdef 0\n", s.owner.home);
+        snprintf(want, sizeof want, USER_NAME " 4321 4321 %s /bin/sh 0123456789abcdef0123456789abcdef 0\n",
+                 s.owner.home);
         assert_string_equal(c, want);
         /* the built-in writer did not run */
         _cleanup_free_ char *pw = read_rel("root/etc/passwd");
@@ -420,11 +423,17 @@ static int run_in(uid_t uid, gid_t gid, char *const *argv, char **out, char **er
         char home[512], envhome[600];
         path(home, sizeof home, "home/" USER_NAME);
         snprintf(envhome, sizeof envhome, "HOME=%s", uid ? home : "/root");
-        char *env[] = { (char *)"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", envhome,
-                        (char *)"TERM=dumb", NULL };
+        char *env[] = {(char *)"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", envhome,
+                       (char *)"TERM=dumb", NULL};
         struct sandbox_exec x = {
-                .argv = argv, .env = env, .cwd = uid ? home : "/", .uid = uid, .gid = gid,
-                .stdin_fd = in[0], .stdout_fd = o[1], .stderr_fd = e[1],
+                .argv = argv,
+                .env = env,
+                .cwd = uid ? home : "/",
+                .uid = uid,
+                .gid = gid,
+                .stdin_fd = in[0],
+                .stdout_fd = o[1],
+                .stderr_fd = e[1],
         };
         pid_t pid;
         _cleanup_error_ struct cm_error *err = NULL;
@@ -439,8 +448,8 @@ static int run_in(uid_t uid, gid_t gid, char *const *argv, char **out, char **er
         if (r < 0)
                 print_message("sandbox_exec: %s\n", err ? err->message : "?");
         assert_int_equal(r, 0);
-        char *bufs[2] = { NULL, NULL };
-        int fds[2] = { o[0], e[0] };
+        char *bufs[2] = {NULL, NULL};
+        int fds[2] = {o[0], e[0]};
         for (int i = 0; i < 2; i++) {
                 size_t len = 0, cap = 65536;
                 bufs[i] = calloc(1, cap + 1);
@@ -475,10 +484,15 @@ static double stop_machine(void) {
         pid_t init = sandbox_init_pid(machine);
         /* a session still running at stop: the machine's shutdown kills it, sandbox_stop reaps it */
         int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        char *sleeper[] = { (char *)"sleep", (char *)"1000", NULL };
-        char *env[] = { (char *)"PATH=/usr/bin:/bin", NULL };
-        struct sandbox_exec x = { .argv = sleeper, .env = env, .uid = USER_UID, .gid = USER_GID,
-                                  .stdin_fd = devnull, .stdout_fd = devnull, .stderr_fd = devnull };
+        char *sleeper[] = {(char *)"sleep", (char *)"1000", NULL};
+        char *env[] = {(char *)"PATH=/usr/bin:/bin", NULL};
+        struct sandbox_exec x = {.argv = sleeper,
+                                 .env = env,
+                                 .uid = USER_UID,
+                                 .gid = USER_GID,
+                                 .stdin_fd = devnull,
+                                 .stdout_fd = devnull,
+                                 .stderr_fd = devnull};
         pid_t sleep_pid;
         _cleanup_error_ struct cm_error *err = NULL;
         assert_int_equal(sandbox_exec(machine, &x, &sleep_pid, &err), 0);
@@ -515,7 +529,7 @@ static void test_boot_busybox(void **state) {
                 skip();
         if (!have_image("busybox"))
                 skip();
-        static const char *const env[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+        static const char *const env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
         double t_start;
         start_machine("busybox", NULL, env, &t_start);
         print_message("busybox: sandbox_start %.1f ms\n", t_start * 1000);
@@ -530,7 +544,7 @@ static void test_boot_busybox(void **state) {
                 path(upper, sizeof upper, "upper2");
                 path(work, sizeof work, "work2");
                 path(root, sizeof root, "root2");
-                const char *lowers[] = { lower, NULL };
+                const char *lowers[] = {lower, NULL};
                 struct sandbox_spec s2 = base_spec();
                 s2.lowerdirs = lowers;
                 s2.upperdir = upper;
@@ -544,27 +558,27 @@ static void test_boot_busybox(void **state) {
         }
 
         char *out = NULL, *errout = NULL;
-        char *echo[] = { (char *)"echo", (char *)"hi", NULL };
+        char *echo[] = {(char *)"echo", (char *)"hi", NULL};
         double t0 = now_s();
         assert_int_equal(run_in(0, 0, echo, &out, NULL), 0);
         print_message("busybox: exec echo hi %.2f ms\n", (now_s() - t0) * 1000);
         assert_string_equal(out, "hi\n");
         free(out);
 
-        char *missing[] = { (char *)"no-such-command", NULL };
+        char *missing[] = {(char *)"no-such-command", NULL};
         assert_int_equal(run_in(0, 0, missing, &out, &errout), 127);
         assert_string_equal(errout, "no-such-command: command not found\n");
         free(out);
         free(errout);
 
-        char *noexec[] = { (char *)"/etc/passwd", NULL };
+        char *noexec[] = {(char *)"/etc/passwd", NULL};
         assert_int_equal(run_in(0, 0, noexec, &out, &errout), 126);
         assert_string_equal(errout, "/etc/passwd: Permission denied\n");
         free(out);
         free(errout);
 
         /* as the provisioned user, in the home, with the machine's name */
-        char *who[] = { (char *)"sh", (char *)"-c", (char *)"id -un; id -u; pwd; hostname; cat /proc/1/cmdline", NULL };
+        char *who[] = {(char *)"sh", (char *)"-c", (char *)"id -un; id -u; pwd; hostname; cat /proc/1/cmdline", NULL};
         assert_int_equal(run_in(USER_UID, USER_GID, who, &out, NULL), 0);
         char want[1024], home[512];
         path(home, sizeof home, "home/" USER_NAME);
@@ -573,7 +587,7 @@ static void test_boot_busybox(void **state) {
         free(out);
 
         /* the home is the host's, shared both ways */
-        char *touch[] = { (char *)"sh", (char *)"-c", (char *)"echo shared > $HOME/from-machine", NULL };
+        char *touch[] = {(char *)"sh", (char *)"-c", (char *)"echo shared > $HOME/from-machine", NULL};
         assert_int_equal(run_in(USER_UID, USER_GID, touch, NULL, NULL), 0);
         _cleanup_free_ char *shared = read_rel("home/" USER_NAME "/from-machine");
         assert_non_null(shared);
@@ -589,10 +603,16 @@ static void test_boot_busybox(void **state) {
         int master, slave;
         _cleanup_error_ struct cm_error *perr = NULL;
         assert_int_equal(sandbox_open_pty(machine, &master, &slave, &perr), 0);
-        char *tty[] = { (char *)"sh", (char *)"-c", (char *)"tty; test -t 0 && echo ctty-ok", NULL };
-        char *penv[] = { (char *)"PATH=/bin:/sbin", NULL };
-        struct sandbox_exec x = { .argv = tty, .env = penv, .uid = 0, .gid = 0, .stdin_fd = slave,
-                                  .stdout_fd = slave, .stderr_fd = slave, .pty = true };
+        char *tty[] = {(char *)"sh", (char *)"-c", (char *)"tty; test -t 0 && echo ctty-ok", NULL};
+        char *penv[] = {(char *)"PATH=/bin:/sbin", NULL};
+        struct sandbox_exec x = {.argv = tty,
+                                 .env = penv,
+                                 .uid = 0,
+                                 .gid = 0,
+                                 .stdin_fd = slave,
+                                 .stdout_fd = slave,
+                                 .stderr_fd = slave,
+                                 .pty = true};
         pid_t pid;
         assert_int_equal(sandbox_exec(machine, &x, &pid, &perr), 0);
         close(slave);
@@ -607,11 +627,11 @@ static void test_boot_busybox(void **state) {
         assert_int_equal(waitpid(pid, &tst, 0), pid);
         assert_string_equal(tbuf, "/dev/pts/0\r\nctty-ok\r\n");
 
-        char *hosts[] = { (char *)"cat", (char *)"/etc/hosts", NULL };
+        char *hosts[] = {(char *)"cat", (char *)"/etc/hosts", NULL};
         assert_int_equal(run_in(0, 0, hosts, &out, NULL), 0);
         assert_non_null(strstr(out, "127.0.1.1\tcmtest # container-machine\n"));
         free(out);
-        char *ro[] = { (char *)"sh", (char *)"-c", (char *)"echo 1 > /proc/sys/kernel/sysrq", NULL };
+        char *ro[] = {(char *)"sh", (char *)"-c", (char *)"echo 1 > /proc/sys/kernel/sysrq", NULL};
         assert_int_not_equal(run_in(0, 0, ro, NULL, NULL), 0);
 
         double t_stop = stop_machine();
@@ -626,14 +646,14 @@ static void test_boot_debian_systemd(void **state) {
                 skip();
         if (!have_image("debian"))
                 skip();
-        static const char *const env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                           "container=oci", NULL };
+        static const char *const env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                          "container=oci", NULL};
         double t_start;
         start_machine("debian", "SIGRTMIN+3", env, &t_start);
         double t0 = now_s() - t_start;
         print_message("debian: sandbox_start %.1f ms\n", t_start * 1000);
 
-        char *state_argv[] = { (char *)"systemctl", (char *)"is-system-running", NULL };
+        char *state_argv[] = {(char *)"systemctl", (char *)"is-system-running", NULL};
         char *out = NULL;
         bool up = false;
         while (now_s() - t0 < 60) {
@@ -650,7 +670,7 @@ static void test_boot_debian_systemd(void **state) {
                 out[strcspn(out, "\n")] = 0;
         print_message("debian: is-system-running = %s after %.2f s\n", out ? out : "(timeout)", now_s() - t0);
         if (out && strncmp(out, "degraded", 8) == 0) {
-                char *failed[] = { (char *)"systemctl", (char *)"--failed", (char *)"--no-legend", NULL };
+                char *failed[] = {(char *)"systemctl", (char *)"--failed", (char *)"--no-legend", NULL};
                 char *f = NULL;
                 run_in(0, 0, failed, &f, NULL);
                 print_message("debian: failed units:\n%s", f);
@@ -659,25 +679,25 @@ static void test_boot_debian_systemd(void **state) {
         free(out);
         assert_true(up);
 
-        char *host[] = { (char *)"hostname", NULL };
+        char *host[] = {(char *)"hostname", NULL};
         assert_int_equal(run_in(0, 0, host, &out, NULL), 0);
         assert_string_equal(out, "cmtest\n");
         free(out);
-        char *id[] = { (char *)"id", (char *)USER_NAME, NULL };
+        char *id[] = {(char *)"id", (char *)USER_NAME, NULL};
         assert_int_equal(run_in(0, 0, id, &out, NULL), 0);
         assert_non_null(strstr(out, "uid=4321(" USER_NAME ")"));
         free(out);
-        char *sudo[] = { (char *)"sudo", (char *)"-n", (char *)"id", (char *)"-u", NULL };
+        char *sudo[] = {(char *)"sudo", (char *)"-n", (char *)"id", (char *)"-u", NULL};
         assert_int_equal(run_in(USER_UID, USER_GID, sudo, &out, NULL), 0);
         assert_string_equal(out, "0\n");
         free(out);
         /* sessions live in init's cgroup (init.scope), inside the machine's namespace */
-        char *cg[] = { (char *)"cat", (char *)"/proc/self/cgroup", NULL };
+        char *cg[] = {(char *)"cat", (char *)"/proc/self/cgroup", NULL};
         assert_int_equal(run_in(0, 0, cg, &out, NULL), 0);
         assert_non_null(strstr(out, "0::/init.scope\n"));
         assert_null(strstr(out, "/.."));
         free(out);
-        char *nproc[] = { (char *)"nproc", NULL };
+        char *nproc[] = {(char *)"nproc", NULL};
         assert_int_equal(run_in(0, 0, nproc, &out, NULL), 0);
         print_message("debian: nproc = %s", out);
         free(out);

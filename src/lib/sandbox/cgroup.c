@@ -179,7 +179,7 @@ int sb_cgroup_create(struct sandbox *sb, const struct sandbox_spec *spec, int *r
         char p[PATH_MAX];
         snprintf(p, sizeof p, "%s/cgroup.controllers", root);
         if (fs_read_all(AT_FDCWD, p, 0, &avail, NULL) == 0) {
-                static const char *const want[] = { "cpu", "memory", "pids" };
+                static const char *const want[] = {"cpu", "memory", "pids"};
                 for (size_t i = 0; i < ELEMENTSOF(want); i++) {
                         if (!has_word(avail, want[i]))
                                 continue;
@@ -260,7 +260,7 @@ int sb_cgroup_remove(const char *path) {
                         return r;
                 if (i == 0)
                         (void)write_str(path, "cgroup.kill", "1");
-                struct timespec ts = { 0, 10 * 1000 * 1000 };
+                struct timespec ts = {0, 10 * 1000 * 1000};
                 nanosleep(&ts, NULL);
         }
         return r;

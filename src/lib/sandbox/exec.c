@@ -50,7 +50,7 @@ static int find_passwd(int root_fd, const char *name, long uid, struct pwent *re
                 return r;
         char *save = NULL;
         for (char *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-                char *f[7] = { 0 };
+                char *f[7] = {0};
                 char *p = line;
                 int n = 0;
                 for (; n < 7 && p; n++) {
@@ -85,7 +85,7 @@ int sandbox_lookup_user(struct sandbox *sb, const char *name_or_uid, uid_t *ret_
                         char **ret_shell, char **ret_name, struct cm_error **err) {
         if (!sb || sb->root_fd < 0 || !name_or_uid || !*name_or_uid)
                 return cm_error_set(err, CM_EINVALID, "lookup user: no machine or user");
-        struct pwent p = { 0 };
+        struct pwent p = {0};
         char *end;
         long uid = strtol(name_or_uid, &end, 10);
         int r = find_passwd(sb->root_fd, *end ? name_or_uid : NULL, uid, &p);
@@ -118,7 +118,7 @@ static int machine_groups(int root_fd, const char *name, gid_t gid, gid_t **ret,
         if (name && sb_read_file(root_fd, "/etc/group", 0, &data) == 0) {
                 char *save = NULL;
                 for (char *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-                        char *f[4] = { 0 };
+                        char *f[4] = {0};
                         char *p = line;
                         int k = 0;
                         for (; k < 4 && p; k++) {
@@ -158,13 +158,13 @@ static int machine_groups(int root_fd, const char *name, gid_t gid, gid_t **ret,
 }
 
 struct report {
-        pid_t pid;       /* > 0: the session's pid (from the helper) */
-        int error;       /* errno of a failed step */
+        pid_t pid; /* > 0: the session's pid (from the helper) */
+        int error; /* errno of a failed step */
         char step[48];
 };
 
 static void report_fail(int fd, const char *step, int e) {
-        struct report rep = { .pid = 0, .error = e };
+        struct report rep = {.pid = 0, .error = e};
         snprintf(rep.step, sizeof rep.step, "%s", step);
         (void)!write(fd, &rep, sizeof rep);
 }
@@ -221,7 +221,7 @@ struct session_args {
         int pipe_wr;
         gid_t *groups;
         size_t n_groups;
-        const char *file;       /* what to exec */
+        const char *file; /* what to exec */
         char *const *argv;
         const char *home;
 };
@@ -264,7 +264,7 @@ static void prune_sessions(struct sandbox *sb) {
         size_t k = 0;
         for (size_t i = 0; i < sb->n_sessions; i++) {
                 struct sandbox_session *x = &sb->sessions[i];
-                siginfo_t si = { 0 };
+                siginfo_t si = {0};
                 /* reaped by the runtime already: waitid says ECHILD */
                 if (waitid(P_PIDFD, (id_t)x->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD) {
                         close(x->pidfd);
@@ -283,7 +283,7 @@ int sandbox_exec(struct sandbox *sb, const struct sandbox_exec *e, pid_t *ret_pi
         int r;
 
         /* Everything that allocates happens here, before the fork. */
-        struct pwent pw = { 0 };
+        struct pwent pw = {0};
         bool have_pw = find_passwd(sb->root_fd, NULL, (long)e->uid, &pw) == 0;
         _cleanup_free_ gid_t *groups = NULL;
         size_t n_groups = 0;
@@ -292,8 +292,8 @@ int sandbox_exec(struct sandbox *sb, const struct sandbox_exec *e, pid_t *ret_pi
                 return cm_error_set(err, -r, "exec: groups: %s", strerror(-r));
         }
         _cleanup_free_ char *argv0 = NULL;
-        char *login_argv[2] = { NULL, NULL };
-        struct session_args s = { .e = e, .groups = groups, .n_groups = n_groups, .home = have_pw ? pw.home : NULL };
+        char *login_argv[2] = {NULL, NULL};
+        struct session_args s = {.e = e, .groups = groups, .n_groups = n_groups, .home = have_pw ? pw.home : NULL};
         if (e->argv && e->argv[0]) {
                 s.file = e->argv[0];
                 s.argv = e->argv;
@@ -352,7 +352,7 @@ int sandbox_exec(struct sandbox *sb, const struct sandbox_exec *e, pid_t *ret_pi
                 }
                 if (c == 0)
                         session_child(&s);
-                struct report rep = { .pid = c };
+                struct report rep = {.pid = c};
                 (void)!write(p[1], &rep, sizeof rep);
                 _exit(0);
         }
@@ -396,7 +396,7 @@ int sandbox_exec(struct sandbox *sb, const struct sandbox_exec *e, pid_t *ret_pi
                 struct sandbox_session *n = realloc(sb->sessions, (sb->n_sessions + 1) * sizeof *n);
                 if (n) {
                         sb->sessions = n;
-                        sb->sessions[sb->n_sessions++] = (struct sandbox_session){ .pid = pid, .pidfd = pfd };
+                        sb->sessions[sb->n_sessions++] = (struct sandbox_session){.pid = pid, .pidfd = pfd};
                 } else
                         close(pfd);
         }

@@ -268,7 +268,8 @@ static int bind_ro(int dirfd, const char *path) {
         _cleanup_close_ int tree = open_tree(dirfd, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
         if (tree < 0)
                 return errno == ENOENT ? 0 : -errno;
-        struct mount_attr a = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC };
+        struct mount_attr a = {.attr_set =
+                                       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
         if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0)
                 return -errno;
         return attach(tree, dirfd, path);
@@ -306,7 +307,7 @@ static int make_dev_node(int devfd, const char *name, dev_t dev) {
 }
 
 static int setup_dev(int root, int console_fd, const char **step) {
-        static const char *const dev_opts[] = { "mode", "0755", "size", "4m", "nr_inodes", "64k", NULL };
+        static const char *const dev_opts[] = {"mode", "0755", "size", "4m", "nr_inodes", "64k", NULL};
         *step = "mount /dev";
         int r = mkdirat(root, "dev", 0755) < 0 && errno != EEXIST ? -errno : 0;
         if (r < 0)
@@ -321,9 +322,11 @@ static int setup_dev(int root, int console_fd, const char **step) {
                 return r;
         int dev = devmnt; /* the fd now names the attached tmpfs' root */
 
-        static const struct { const char *name; unsigned ma, mi; } nodes[] = {
-                { "null", 1, 3 }, { "zero", 1, 5 }, { "full", 1, 7 },
-                { "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
+        static const struct {
+                const char *name;
+                unsigned ma, mi;
+        } nodes[] = {
+                {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
         };
         *step = "create /dev nodes";
         for (size_t i = 0; i < ELEMENTSOF(nodes); i++)
@@ -331,7 +334,8 @@ static int setup_dev(int root, int console_fd, const char **step) {
                         return r;
 
         *step = "mount /dev/pts";
-        static const char *const pts_opts[] = { "newinstance", NULL, "ptmxmode", "0666", "mode", "0620", "gid", "5", NULL };
+        static const char *const pts_opts[] = {"newinstance", NULL,  "ptmxmode", "0666", "mode",
+                                               "0620",        "gid", "5",        NULL};
         if (mkdirat(dev, "pts", 0755) < 0)
                 return -errno;
         _cleanup_close_ int pts = new_fs("devpts", pts_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
@@ -343,7 +347,7 @@ static int setup_dev(int root, int console_fd, const char **step) {
                 return -errno;
 
         *step = "mount /dev/shm";
-        static const char *const shm_opts[] = { "mode", "01777", NULL };
+        static const char *const shm_opts[] = {"mode", "01777", NULL};
         if (mkdirat(dev, "shm", 01777) < 0)
                 return -errno;
         _cleanup_close_ int shm = new_fs("tmpfs", shm_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
@@ -354,8 +358,10 @@ static int setup_dev(int root, int console_fd, const char **step) {
 
         *step = "/dev links";
         static const char *const links[][2] = {
-                { "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" },
-                { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" },
+                {"/proc/self/fd", "fd"},
+                {"/proc/self/fd/0", "stdin"},
+                {"/proc/self/fd/1", "stdout"},
+                {"/proc/self/fd/2", "stderr"},
         };
         for (size_t i = 0; i < ELEMENTSOF(links); i++)
                 if (symlinkat(links[i][0], dev, links[i][1]) < 0)
@@ -406,8 +412,9 @@ static int setup_proc(int root, bool own_netns, const char **step) {
 
         *step = "read-only /proc/sys";
         /* With its own network namespace the machine may tune its own network sysctls. */
-        _cleanup_close_ int net = own_netns ? open_tree(proc, "sys/net", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE) : -1;
-        static const char *const ro[] = { "sys", "sysrq-trigger", "irq", "bus", "fs", "acpi", "apm", "asound", "scsi" };
+        _cleanup_close_ int net =
+                own_netns ? open_tree(proc, "sys/net", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE) : -1;
+        static const char *const ro[] = {"sys", "sysrq-trigger", "irq", "bus", "fs", "acpi", "apm", "asound", "scsi"};
         for (size_t i = 0; i < ELEMENTSOF(ro); i++)
                 if ((r = bind_ro(proc, ro[i])) < 0)
                         return r;
@@ -418,7 +425,7 @@ static int setup_proc(int root, bool own_netns, const char **step) {
         _cleanup_close_ int dev = sb_openat_root(root, "dev", O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
         if (dev < 0)
                 return dev;
-        static const char *const masked[] = { "kcore", "keys", "timer_list", "sched_debug", "kallsyms" };
+        static const char *const masked[] = {"kcore", "keys", "timer_list", "sched_debug", "kallsyms"};
         for (size_t i = 0; i < ELEMENTSOF(masked); i++)
                 if ((r = mask_file(proc, masked[i], dev)) < 0)
                         return r;
@@ -430,7 +437,8 @@ static int setup_sys(int root, bool have_cgroup, const char **step) {
         int r = mkdirat(root, "sys", 0555) < 0 && errno != EEXIST ? -errno : 0;
         if (r < 0)
                 return r;
-        _cleanup_close_ int sysmnt = new_fs("sysfs", NULL, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+        _cleanup_close_ int sysmnt =
+                new_fs("sysfs", NULL, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
         if (sysmnt < 0)
                 return sysmnt;
         _cleanup_close_ int sysdir = sb_openat_root(root, "sys", O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
@@ -453,11 +461,12 @@ static int setup_home(int root, const struct sandbox_spec *spec, const char **st
         if (spec->home == SANDBOX_HOME_NONE || !spec->owner.home || !*spec->owner.home)
                 return 0;
         *step = "mount the home directory";
-        _cleanup_close_ int tree = open_tree(AT_FDCWD, spec->owner.home, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        _cleanup_close_ int tree =
+                open_tree(AT_FDCWD, spec->owner.home, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
         if (tree < 0)
                 return -errno;
         if (spec->home == SANDBOX_HOME_RO) {
-                struct mount_attr a = { .attr_set = MOUNT_ATTR_RDONLY };
+                struct mount_attr a = {.attr_set = MOUNT_ATTR_RDONLY};
                 if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0)
                         return -errno;
         }

@@ -322,7 +322,8 @@ static int provision_home(int root_fd, const struct sandbox_spec *spec) {
 
 /* create-user.sh: a child in its own namespaces chrooted (pivot_root) into the machine root
  * with a minimal /dev and /proc, like init will get. Its output is kept for the error. */
-static int run_create_user_script(int root_fd, const struct sandbox_spec *spec, const char *shell, struct cm_error **err) {
+static int run_create_user_script(int root_fd, const struct sandbox_spec *spec, const char *shell,
+                                  struct cm_error **err) {
         int pipefd[2];
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return cm_error_set(err, errno, PROV_ERR "pipe: %m");
@@ -334,9 +335,15 @@ static int run_create_user_script(int root_fd, const struct sandbox_spec *spec, 
         snprintf(envbuf[3], sizeof envbuf[3], "CONTAINER_HOME=%s", spec->owner.home);
         snprintf(envbuf[4], sizeof envbuf[4], "CONTAINER_SHELL=%s", shell);
         snprintf(envbuf[5], sizeof envbuf[5], "CONTAINER_MACHINE_ID=%s", spec->machine_id ? spec->machine_id : "");
-        char *envp[] = { envbuf[0], envbuf[1], envbuf[2], envbuf[3], envbuf[4], envbuf[5],
-                         (char *)"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                         (char *)"container=container-machine", NULL };
+        char *envp[] = {envbuf[0],
+                        envbuf[1],
+                        envbuf[2],
+                        envbuf[3],
+                        envbuf[4],
+                        envbuf[5],
+                        (char *)"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        (char *)"container=container-machine",
+                        NULL};
         bool exe = is_executable_file(root_fd, "/etc/machine/create-user.sh");
         /* the root's path in our mount namespace, for the child's own one */
         char proc[64], rootpath[PATH_MAX];
@@ -499,7 +506,7 @@ static bool is_loopback_ns(const char *ip) {
 }
 
 static int host_nameservers(char **ret) {
-        static const char *const files[] = { "/etc/resolv.conf", "/run/systemd/resolve/resolv.conf" };
+        static const char *const files[] = {"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"};
         for (size_t f = 0; f < ELEMENTSOF(files); f++) {
                 _cleanup_fclose_ FILE *in = fopen(files[f], "re");
                 if (!in)
@@ -593,11 +600,12 @@ int sb_prepare_etc(int root_fd, const struct sandbox_spec *spec, struct cm_error
         if ((r = update_machine_id(root_fd, spec)) < 0)
                 return cm_error_set(err, -r, "write /etc/machine-id: %s", strerror(-r));
         if (spec->home != SANDBOX_HOME_NONE && spec->owner.home && *spec->owner.home) {
-                if (spec->owner.home[0] != '/' || strstr(spec->owner.home, "/../") )
+                if (spec->owner.home[0] != '/' || strstr(spec->owner.home, "/../"))
                         return cm_error_set(err, CM_EINVALID, "home %s: not an absolute path", spec->owner.home);
                 _cleanup_close_ int fd = sb_mkdir_p_root(root_fd, spec->owner.home, 0755);
                 if (fd < 0)
-                        return cm_error_set(err, -fd, "create the home mount point %s: %s", spec->owner.home, strerror(-fd));
+                        return cm_error_set(err, -fd, "create the home mount point %s: %s", spec->owner.home,
+                                            strerror(-fd));
         }
         return 0;
 }

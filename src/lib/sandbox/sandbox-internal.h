@@ -17,15 +17,15 @@ struct sandbox_session {
 struct sandbox {
         char *name;
         char *rootfs;
-        int root_fd;            /* O_PATH, the merged root in the runtime's mount namespace */
+        int root_fd; /* O_PATH, the merged root in the runtime's mount namespace */
         pid_t init_pid;
         int init_pidfd;
         bool init_exited;
         int init_status;
         enum sandbox_init_kind init_kind;
         char *stop_signal;
-        char *cgroup_path;      /* host path of the machine's v2 cgroup, NULL if none */
-        char **v1_cgroups;      /* host paths of v1 cgroups we created (cpu, memory) */
+        char *cgroup_path; /* host path of the machine's v2 cgroup, NULL if none */
+        char **v1_cgroups; /* host paths of v1 cgroups we created (cpu, memory) */
         bool mounted;
         struct sandbox_session *sessions;
         size_t n_sessions;

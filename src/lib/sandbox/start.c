@@ -35,7 +35,7 @@
 #include "util/strv.h"
 
 void sb_reset_signals(void) {
-        struct sigaction sa = { .sa_handler = SIG_DFL };
+        struct sigaction sa = {.sa_handler = SIG_DFL};
         for (int s = 1; s < _NSIG; s++)
                 if (s != SIGKILL && s != SIGSTOP)
                         (void)sigaction(s, &sa, NULL);
@@ -45,7 +45,7 @@ void sb_reset_signals(void) {
 }
 
 int sb_setup_stdio(int in, int out, int errfd) {
-        int fds[3] = { in, out, errfd };
+        int fds[3] = {in, out, errfd};
         /* move fds that sit in 0..2 out of the way first, so dup2 cannot clobber them */
         for (int i = 0; i < 3; i++)
                 if (fds[i] >= 0 && fds[i] < 3 && fds[i] != i) {
@@ -76,7 +76,7 @@ static int loopback_up(void) {
         _cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (s < 0)
                 return -errno;
-        struct ifreq ifr = { 0 };
+        struct ifreq ifr = {0};
         strcpy(ifr.ifr_name, "lo");
         if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
                 return -errno;
@@ -93,11 +93,12 @@ static int loopback_up(void) {
  * Kept: SYS_BOOT (reboot() in a child pid namespace only kills its init), SYS_PTRACE (only
  * reaches the machine's own processes), SYS_RESOURCE (this host lacks it anyway). */
 static const int kept_caps[] = {
-        CAP_AUDIT_CONTROL, CAP_AUDIT_WRITE, CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
-        CAP_FOWNER, CAP_FSETID, CAP_IPC_OWNER, CAP_KILL, CAP_LEASE, CAP_LINUX_IMMUTABLE,
-        CAP_NET_BIND_SERVICE, CAP_NET_BROADCAST, CAP_NET_RAW, CAP_NET_ADMIN, CAP_SETFCAP,
-        CAP_SETGID, CAP_SETPCAP, CAP_SETUID, CAP_SYS_ADMIN, CAP_SYS_BOOT, CAP_SYS_CHROOT,
-        CAP_SYS_NICE, CAP_SYS_PTRACE, CAP_SYS_RESOURCE, CAP_SYS_TTY_CONFIG,
+        CAP_AUDIT_CONTROL,   CAP_AUDIT_WRITE,      CAP_CHOWN,         CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
+        CAP_FOWNER,          CAP_FSETID,           CAP_IPC_OWNER,     CAP_KILL,         CAP_LEASE,
+        CAP_LINUX_IMMUTABLE, CAP_NET_BIND_SERVICE, CAP_NET_BROADCAST, CAP_NET_RAW,      CAP_NET_ADMIN,
+        CAP_SETFCAP,         CAP_SETGID,           CAP_SETPCAP,       CAP_SETUID,       CAP_SYS_ADMIN,
+        CAP_SYS_BOOT,        CAP_SYS_CHROOT,       CAP_SYS_NICE,      CAP_SYS_PTRACE,   CAP_SYS_RESOURCE,
+        CAP_SYS_TTY_CONFIG,
 };
 
 static int drop_bounding_set(void) {
@@ -157,7 +158,7 @@ _Noreturn static void init_child(struct child_args *a) {
         /* if the runtime dies, the machine dies with it (SIGKILL of PID 1 kills the pid ns) */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 child_fail(a->errpipe, "PR_SET_PDEATHSIG", errno);
-        struct pollfd p = { .fd = a->parent_pidfd, .events = POLLIN };
+        struct pollfd p = {.fd = a->parent_pidfd, .events = POLLIN};
         if (poll(&p, 1, 0) != 0)
                 _exit(127); /* the runtime died before we could notice */
         close(a->parent_pidfd);
@@ -199,7 +200,7 @@ _Noreturn static void init_child(struct child_args *a) {
         if ((r = drop_bounding_set()) < 0)
                 child_fail(a->errpipe, "capability bounding set", r);
 
-        char *argv[] = { (char *)"/sbin/init", NULL };
+        char *argv[] = {(char *)"/sbin/init", NULL};
         execve("/sbin/init", argv, a->env);
         child_fail(a->errpipe, "exec /sbin/init", errno);
 }
@@ -231,7 +232,8 @@ static bool valid_machine_name(const char *s) {
 int sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct cm_error **err) {
         int r;
         if (!spec || !valid_machine_name(spec->name))
-                return cm_error_set(err, CM_EINVALID, "invalid machine name \"%s\"", spec && spec->name ? spec->name : "");
+                return cm_error_set(err, CM_EINVALID, "invalid machine name \"%s\"",
+                                    spec && spec->name ? spec->name : "");
         if (!spec->lowerdirs || !spec->lowerdirs[0] || !spec->upperdir || !spec->workdir || !spec->rootfs)
                 return cm_error_set(err, CM_EINVALID, "sandbox: layers, upper, work and root directories are required");
 

@@ -45,10 +45,13 @@ enum sandbox_init_kind sb_detect_init(int root_fd) {
 
 /* "SIGRTMIN+3", "RTMIN+3", "SIGTERM", "TERM", "15" */
 static int parse_signal(const char *s) {
-        static const struct { const char *name; int sig; } names[] = {
-                { "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
-                { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "TERM", SIGTERM }, { "PWR", SIGPWR },
-                { "ALRM", SIGALRM }, { "CONT", SIGCONT }, { "STOP", SIGSTOP }, { "WINCH", SIGWINCH },
+        static const struct {
+                const char *name;
+                int sig;
+        } names[] = {
+                {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+                {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"PWR", SIGPWR},
+                {"ALRM", SIGALRM}, {"CONT", SIGCONT}, {"STOP", SIGSTOP}, {"WINCH", SIGWINCH},
         };
         if (!s || !*s)
                 return -EINVAL;
@@ -102,12 +105,12 @@ static int sysvinit_halt(struct sandbox *sb) {
         if (root < 0)
                 return -errno;
         /* init's root in init's mount namespace: its /run, resolved inside it */
-        static const char *const fifos[] = { "/run/initctl", "/dev/initctl" };
+        static const char *const fifos[] = {"/run/initctl", "/dev/initctl"};
         for (size_t i = 0; i < ELEMENTSOF(fifos); i++) {
                 _cleanup_close_ int fd = sb_openat_root(root, fifos[i], O_WRONLY | O_NONBLOCK | O_NOCTTY, 0);
                 if (fd < 0)
                         continue;
-                unsigned char req[384] = { 0 };
+                unsigned char req[384] = {0};
                 int magic = 0x03091969, cmd = 1 /* INIT_CMD_RUNLVL */, runlevel = '0', sleeptime = 5;
                 memcpy(req, &magic, 4);
                 memcpy(req + 4, &cmd, 4);
@@ -127,7 +130,7 @@ static void reap_sessions(struct sandbox *sb) {
                 struct sandbox_session *x = &sb->sessions[i];
                 if (x->pidfd < 0)
                         continue;
-                siginfo_t si = { 0 };
+                siginfo_t si = {0};
                 int r = waitid(P_PIDFD, (id_t)x->pidfd, &si, WEXITED | WNOHANG);
                 if (r < 0 && errno == ECHILD) {
                         close(x->pidfd);
@@ -148,7 +151,7 @@ static bool wait_init(struct sandbox *sb, long ms) {
         for (unsigned tick = 0;; tick++) {
                 if (sb->init_exited)
                         return true;
-                struct pollfd p = { .fd = sb->init_pidfd, .events = POLLIN };
+                struct pollfd p = {.fd = sb->init_pidfd, .events = POLLIN};
                 int r = poll(&p, 1, 20);
                 if (r > 0)
                         return true;
@@ -231,7 +234,7 @@ void sandbox_free(struct sandbox *sb) {
                 return;
         if (sb->init_pidfd >= 0) {
                 /* still running: the machine does not outlive its handle */
-                struct pollfd p = { .fd = sb->init_pidfd, .events = POLLIN };
+                struct pollfd p = {.fd = sb->init_pidfd, .events = POLLIN};
                 if (!sb->init_exited && poll(&p, 1, 0) == 0) {
                         (void)send_signal(sb, SIGKILL);
                         (void)wait_init(sb, 5000);
