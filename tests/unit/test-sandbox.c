@@ -697,6 +697,12 @@ static void test_boot_debian_systemd(void **state) {
         assert_non_null(strstr(out, "0::/init.scope\n"));
         assert_null(strstr(out, "/.."));
         free(out);
+        /* sessions have init's capability bounding set, not the runtime's */
+        char *caps[] = {(char *)"sh", (char *)"-c",
+                        (char *)"grep CapBnd /proc/self/status /proc/1/status | cut -f2 | uniq | wc -l", NULL};
+        assert_int_equal(run_in(0, 0, caps, &out, NULL), 0);
+        assert_string_equal(out, "1\n");
+        free(out);
         char *nproc[] = {(char *)"nproc", NULL};
         assert_int_equal(run_in(0, 0, nproc, &out, NULL), 0);
         print_message("debian: nproc = %s", out);

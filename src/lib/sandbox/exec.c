@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/sched.h>
 #include <limits.h>
 #include <poll.h>
 #include <sched.h>
@@ -244,6 +245,12 @@ _Noreturn static void session_child(struct session_args *s) {
                 report_fail(fd, "controlling terminal", errno);
                 _exit(125);
         }
+        /* the machine's bounding set, or root in a session (or sudo) would hold capabilities
+         * init does not have, CAP_SYS_MODULE among them */
+        if ((r = sb_drop_bounding_set()) < 0) {
+                report_fail(fd, "capability bounding set", -r);
+                _exit(125);
+        }
         if (setgroups(s->n_groups, s->groups) < 0 || setresgid(e->gid, e->gid, e->gid) < 0) {
                 report_fail(fd, "set groups", errno);
                 _exit(125);
@@ -308,11 +315,10 @@ int sandbox_exec(struct sandbox *sb, const struct sandbox_exec *e, pid_t *ret_pi
                 login_argv[0] = argv0;
                 s.argv = login_argv;
         }
-        _cleanup_free_ char *cgroup = NULL, *procs = NULL;
+        _cleanup_free_ char *cgroup = NULL;
         (void)sb_cgroup_of_pid(sb->init_pid, &cgroup);
-        if (cgroup && asprintf(&procs, "%s/cgroup.procs", cgroup) < 0)
-                procs = NULL;
-        _cleanup_close_ int procs_fd = procs ? open(procs, O_WRONLY | O_CLOEXEC) : -1;
+        _cleanup_close_ int cg_fd = cgroup ? open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        _cleanup_close_ int procs_fd = cg_fd >= 0 ? openat(cg_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC) : -1;
         cpu_set_t aff;
         CPU_ZERO(&aff);
         bool set_aff = sched_getaffinity(sb->init_pid, sizeof aff, &aff) == 0;
@@ -323,7 +329,16 @@ int sandbox_exec(struct sandbox *sb, const struct sandbox_exec *e, pid_t *ret_pi
                 return cm_error_set(err, errno, "exec: pipe: %m");
         }
         s.pipe_wr = p[1];
-        pid_t helper = fork();
+        /* the helper starts in init's cgroup (no migration afterwards: cheaper) */
+        bool in_cgroup = false;
+        pid_t helper = -1;
+        if (cg_fd >= 0) {
+                struct clone_args ca = {.flags = CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)cg_fd};
+                helper = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+                in_cgroup = helper >= 0;
+        }
+        if (helper < 0)
+                helper = fork();
         if (helper < 0) {
                 r = -errno;
                 close(p[0]);
@@ -334,7 +349,7 @@ int sandbox_exec(struct sandbox *sb, const struct sandbox_exec *e, pid_t *ret_pi
         if (helper == 0) {
                 close(p[0]);
                 sb_cgroup_join_v1(sb->v1_cgroups);
-                if (procs_fd >= 0 && write(procs_fd, "0", 1) < 0) {
+                if (!in_cgroup && procs_fd >= 0 && write(procs_fd, "0", 1) < 0) {
                         report_fail(p[1], "join the machine's cgroup", errno);
                         _exit(125);
                 }

@@ -64,6 +64,8 @@ int sb_prepare_etc(int root_fd, const struct sandbox_spec *spec, struct cm_error
 /* stop.c */
 enum sandbox_init_kind sb_detect_init(int root_fd);
 
+/* The machine's capability bounding set (init's and every session's). */
+int sb_drop_bounding_set(void);
 /* Resets signal dispositions and the mask inherited from the runtime. */
 void sb_reset_signals(void);
 /* Puts fds into 0, 1, 2 (handles overlaps); all other fds become close-on-exec. */

@@ -101,7 +101,7 @@ static const int kept_caps[] = {
         CAP_SYS_TTY_CONFIG,
 };
 
-static int drop_bounding_set(void) {
+int sb_drop_bounding_set(void) {
         for (int c = 0; c <= 63; c++) {
                 bool keep = false;
                 for (size_t i = 0; i < ELEMENTSOF(kept_caps); i++)
@@ -197,7 +197,7 @@ _Noreturn static void init_child(struct child_args *a) {
                         child_fail(a->errpipe, "/dev/null as stdio", null < 0 ? errno : r);
         }
         /* sb_setup_stdio marked everything above 2 close-on-exec, the error pipe too */
-        if ((r = drop_bounding_set()) < 0)
+        if ((r = sb_drop_bounding_set()) < 0)
                 child_fail(a->errpipe, "capability bounding set", r);
 
         char *argv[] = {(char *)"/sbin/init", NULL};
