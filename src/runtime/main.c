@@ -18,6 +18,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,14 +29,48 @@
 #include "util/json.h"
 
 static const char *log_name = "?";
+static FILE *log_file;     /* ROOT/machines/NAME/runtime.log */
+static bool log_to_stderr; /* unless stderr is /dev/null (started by the apiserver) */
 
 void log_msg(const char *fmt, ...) {
         va_list ap;
-        va_start(ap, fmt);
-        fprintf(stderr, "container-runtime[%s]: ", log_name);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
+        if (log_file) {
+                char ts[32];
+                time_t t = time(NULL);
+                struct tm tm;
+                gmtime_r(&t, &tm);
+                strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+                fprintf(log_file, "%s [%d] ", ts, (int)getpid());
+                va_start(ap, fmt);
+                vfprintf(log_file, fmt, ap);
+                va_end(ap);
+                fputc('\n', log_file);
+                fflush(log_file);
+        }
+        if (log_to_stderr) {
+                fprintf(stderr, "container-runtime[%s]: ", log_name);
+                va_start(ap, fmt);
+                vfprintf(stderr, fmt, ap);
+                va_end(ap);
+                fputc('\n', stderr);
+        }
+}
+
+static void log_open(const char *machine_dir) {
+        struct stat st;
+        log_to_stderr = !(fstat(STDERR_FILENO, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3));
+        _cleanup_close_ int dfd = open(machine_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return;
+        int fd = openat(dfd, "runtime.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (fd < 0)
+                return;
+        /* one boot's worth is what matters: start over when it grew large */
+        if (fstat(fd, &st) == 0 && st.st_size > (1 << 20))
+                (void)ftruncate(fd, 0);
+        log_file = fdopen(fd, "a");
+        if (!log_file)
+                close(fd);
 }
 
 /* ---- signals: handlers writing to a self-pipe. Not signalfd: a blocked mask (or ignored
@@ -146,6 +181,7 @@ static void booted(struct runtime *rt) {
         if (rt->init_reaped || rt->stop_requested)
                 return;
         set_state(rt, "running");
+        log_msg("running");
         json_auto_t *j = json_pack("{s:b,s:I}", "ok", 1, "pid", (json_int_t)rt->init_pid);
         if (j)
                 ready(&rt->ready_fd, j);
@@ -186,6 +222,7 @@ static void remove_run_files(struct runtime *rt) {
 }
 
 static void stop_machine(struct runtime *rt) {
+        log_msg("stopping (timeout %u s)", rt->stop_timeout);
         set_state(rt, "stopping");
         /* what the sessions have so far goes out before we block in the stop */
         conns_tick(rt);
@@ -360,6 +397,7 @@ int main(int argc, char **argv) {
         rt.run_dir = machine_run_dir(rt.run, rt.name);
         if (!rt.machine_dir || !rt.run_dir)
                 return 1;
+        log_open(rt.machine_dir);
 
         int r = fs_mkdir_p(-1, rt.run_dir, 0755);
         if (r < 0 || (rt.run_dir_fd = open(rt.run_dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
@@ -448,5 +486,7 @@ int main(int argc, char **argv) {
         free(rt.machine_dir);
         free(rt.run_dir);
         log_msg("machine stopped");
+        if (log_file)
+                fclose(log_file);
         return r < 0 ? 1 : 0;
 }
