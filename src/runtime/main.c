@@ -65,6 +65,12 @@ static void log_open(const char *machine_dir) {
         int fd = openat(dfd, "runtime.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
         if (fd < 0)
                 return;
+        struct stat lst;
+        if (fstat(fd, &lst) == 0 && fstat(STDERR_FILENO, &st) == 0 && st.st_dev == lst.st_dev &&
+            st.st_ino == lst.st_ino) {
+                close(fd); /* the launcher already sends our stderr there */
+                return;
+        }
         /* one boot's worth is what matters: start over when it grew large */
         if (fstat(fd, &st) == 0 && st.st_size > (1 << 20))
                 (void)ftruncate(fd, 0);
