@@ -18,7 +18,7 @@
 #include "cli.h"
 #include "proto/session.h"
 
-static int sig_pipe[2] = { -1, -1 };
+static int sig_pipe[2] = {-1, -1};
 
 static struct termios saved_tio;
 static volatile sig_atomic_t tio_saved;
@@ -43,17 +43,17 @@ static void on_fatal(int sig) {
         raise(sig);
 }
 
-static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
-static const int fatal[] = { SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL };
+static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+static const int fatal[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
 
 static void signals_install(bool tty) {
-        struct sigaction sa = { .sa_handler = on_forward, .sa_flags = SA_RESTART };
+        struct sigaction sa = {.sa_handler = on_forward, .sa_flags = SA_RESTART};
         sigemptyset(&sa.sa_mask);
         for (size_t i = 0; i < ELEMENTSOF(forwarded); i++)
                 (void)sigaction(forwarded[i], &sa, NULL);
         if (tty) {
                 (void)sigaction(SIGWINCH, &sa, NULL);
-                struct sigaction fa = { .sa_handler = on_fatal, .sa_flags = SA_RESETHAND | SA_NODEFER };
+                struct sigaction fa = {.sa_handler = on_fatal, .sa_flags = SA_RESETHAND | SA_NODEFER};
                 sigemptyset(&fa.sa_mask);
                 for (size_t i = 0; i < ELEMENTSOF(fatal); i++)
                         (void)sigaction(fatal[i], &fa, NULL);
@@ -61,7 +61,7 @@ static void signals_install(bool tty) {
 }
 
 static void signals_restore(bool tty) {
-        struct sigaction sa = { .sa_handler = SIG_DFL };
+        struct sigaction sa = {.sa_handler = SIG_DFL};
         sigemptyset(&sa.sa_mask);
         for (size_t i = 0; i < ELEMENTSOF(forwarded); i++)
                 (void)sigaction(forwarded[i], &sa, NULL);
@@ -217,10 +217,10 @@ static int relay(struct client *c, json_t *open_spec) {
                 if (write_broken)
                         session_buf_done(&c->out);
                 struct pollfd p[3] = {
-                        { .fd = c->fd, .events = POLLIN },
-                        { .fd = sig_pipe[0], .events = POLLIN },
-                        { .fd = (!c->stdin_eof && !write_broken && c->ch.credit.send > 0) ? STDIN_FILENO : -1,
-                          .events = POLLIN },
+                        {.fd = c->fd, .events = POLLIN},
+                        {.fd = sig_pipe[0], .events = POLLIN},
+                        {.fd = (!c->stdin_eof && !write_broken && c->ch.credit.send > 0) ? STDIN_FILENO : -1,
+                         .events = POLLIN},
                 };
                 if (poll(p, 3, -1) < 0) {
                         if (errno == EINTR)
@@ -262,7 +262,7 @@ lost:
 }
 
 int cli_session_run_fd(int fd, json_t *open_spec, bool tty) {
-        struct client c = { .fd = fd, .tty = tty, .status = -1 };
+        struct client c = {.fd = fd, .tty = tty, .status = -1};
         session_decoder_init(&c.dec, true);
         session_channel_init(&c.ch, SESSION_ROLE_CLIENT);
 

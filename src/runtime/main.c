@@ -82,7 +82,7 @@ static void log_open(const char *machine_dir) {
 /* ---- signals: handlers writing to a self-pipe. Not signalfd: a blocked mask (or ignored
  * dispositions) would be inherited by init and by every session process. */
 
-static int sig_pipe[2] = { -1, -1 };
+static int sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t got_term, got_chld;
 
 static void on_signal(int sig) {
@@ -101,10 +101,10 @@ static void on_signal(int sig) {
 static int signals_setup(void) {
         if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
                 return -errno;
-        struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+        struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
         sigemptyset(&sa.sa_mask);
         /* SIGHUP: the console's vhangup (agetty) must not end us. SIGPIPE: EPIPE instead. */
-        int sigs[] = { SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGPIPE };
+        int sigs[] = {SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGPIPE};
         for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
                 if (sigaction(sigs[i], &sa, NULL) < 0)
                         return -errno;
@@ -151,7 +151,7 @@ static int listen_socket(struct runtime *rt) {
         _cleanup_free_ char *path = NULL;
         if (asprintf(&path, "%s/session.sock", rt->run_dir) < 0)
                 return -ENOMEM;
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         if (strlen(path) >= sizeof sa.sun_path)
                 return -ENAMETOOLONG;
         strcpy(sa.sun_path, path);
@@ -301,11 +301,11 @@ static int event_loop(struct runtime *rt) {
                         return 0;
 
                 size_t n = 0;
-                p[n++] = (struct pollfd){ .fd = sig_pipe[0], .events = POLLIN };
+                p[n++] = (struct pollfd){.fd = sig_pipe[0], .events = POLLIN};
                 size_t console_at = n;
-                p[n++] = (struct pollfd){ .fd = rt->console_hup ? -1 : rt->console_master, .events = POLLIN };
+                p[n++] = (struct pollfd){.fd = rt->console_hup ? -1 : rt->console_master, .events = POLLIN};
                 size_t listen_at = n;
-                p[n++] = (struct pollfd){ .fd = rt->listen_fd, .events = POLLIN };
+                p[n++] = (struct pollfd){.fd = rt->listen_fd, .events = POLLIN};
                 size_t base = n;
                 n += conns_poll_fill(rt, p + base, owners + base, roles + base, MAXP - base);
 
@@ -350,10 +350,10 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                { "root", required_argument, NULL, 'r' },
-                { "run", required_argument, NULL, 'R' },
-                { "ready-fd", required_argument, NULL, 'f' },
-                { "help", no_argument, NULL, 'h' },
+                {"root", required_argument, NULL, 'r'},
+                {"run", required_argument, NULL, 'R'},
+                {"ready-fd", required_argument, NULL, 'f'},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         struct runtime rt = {
@@ -369,8 +369,12 @@ int main(int argc, char **argv) {
         int c;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
                 switch (c) {
-                case 'r': rt.root = optarg; break;
-                case 'R': rt.run = optarg; break;
+                case 'r':
+                        rt.root = optarg;
+                        break;
+                case 'R':
+                        rt.run = optarg;
+                        break;
                 case 'f': {
                         char *end;
                         long v = strtol(optarg, &end, 10);
@@ -384,8 +388,12 @@ int main(int argc, char **argv) {
                                 rt.ready_fd = -1;
                         break;
                 }
-                case 'h': usage(); return 0;
-                default: usage(); return 64;
+                case 'h':
+                        usage();
+                        return 0;
+                default:
+                        usage();
+                        return 64;
                 }
         }
         if (!rt.root || !rt.run || optind != argc - 1) {
@@ -412,8 +420,8 @@ int main(int argc, char **argv) {
                 ready_error(&rt.ready_fd, CM_EINTERNAL, msg);
                 return 1;
         }
-        _cleanup_close_ int lock_fd = openat(rt.run_dir_fd, "runtime.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-                                             0600);
+        _cleanup_close_ int lock_fd =
+                openat(rt.run_dir_fd, "runtime.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
                 char msg[256];
                 snprintf(msg, sizeof msg, "container machine %s is already running", rt.name);

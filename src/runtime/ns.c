@@ -68,7 +68,7 @@ int console_open(struct runtime *rt) {
                         return r;
                 }
         }
-        struct winsize ws = { .ws_row = 24, .ws_col = 80 };
+        struct winsize ws = {.ws_row = 24, .ws_col = 80};
         (void)ioctl(m, TIOCSWINSZ, &ws);
         int fl = fcntl(m, F_GETFL);
         (void)fcntl(m, F_SETFL, fl | O_NONBLOCK);
@@ -113,9 +113,12 @@ static void iso_now(char *buf, size_t len) {
 
 static enum sandbox_home home_of(enum home_mount m) {
         switch (m) {
-        case HOME_MOUNT_RO: return SANDBOX_HOME_RO;
-        case HOME_MOUNT_NONE: return SANDBOX_HOME_NONE;
-        default: return SANDBOX_HOME_RW;
+        case HOME_MOUNT_RO:
+                return SANDBOX_HOME_RO;
+        case HOME_MOUNT_NONE:
+                return SANDBOX_HOME_NONE;
+        default:
+                return SANDBOX_HOME_RW;
         }
 }
 
@@ -146,13 +149,14 @@ int machine_boot(struct runtime *rt, struct cm_error **err) {
                 .rootfs = rootfs,
                 .image_env = (const char *const *)c->env,
                 .stop_signal = c->stop_signal,
-                .owner = {
-                        .name = c->owner.username,
-                        .uid = c->owner.uid,
-                        .gid = c->owner.gid,
-                        .home = c->owner.home,
-                        .shell = c->owner.shell,
-                },
+                .owner =
+                        {
+                                .name = c->owner.username,
+                                .uid = c->owner.uid,
+                                .gid = c->owner.gid,
+                                .home = c->owner.home,
+                                .shell = c->owner.shell,
+                        },
                 .home = home_of(c->home_mount),
                 .cpus = c->cpus,
                 .memory = c->memory,
@@ -212,11 +216,11 @@ pid_t machine_boot_wait(struct runtime *rt) {
                 return 0;
         /* Right after exec systemd has no API socket yet and systemctl fails at once: retry
          * until it answers with a state after the boot (the runtime's deadline bounds this). */
-        char *argv[] = { "/bin/sh", "-c",
-                         "while :; do case $(systemctl is-system-running --wait 2>/dev/null) in "
-                         "running|degraded|maintenance|stopping) exit 0;; esac; sleep 0.02; done",
-                         NULL };
-        char *env[] = { "PATH=" SESSION_PATH, "HOME=/root", "USER=root", "LOGNAME=root", NULL };
+        char *argv[] = {"/bin/sh", "-c",
+                        "while :; do case $(systemctl is-system-running --wait 2>/dev/null) in "
+                        "running|degraded|maintenance|stopping) exit 0;; esac; sleep 0.02; done",
+                        NULL};
+        char *env[] = {"PATH=" SESSION_PATH, "HOME=/root", "USER=root", "LOGNAME=root", NULL};
         struct sandbox_exec e = {
                 .argv = argv,
                 .env = env,

@@ -46,7 +46,7 @@ struct conn {
         pid_t pid;
         bool reaped;
         int status;
-        int in_fd;         /* stdin pipe (write end); pty: -1, input goes to out_fd */
+        int in_fd;          /* stdin pipe (write end); pty: -1, input goes to out_fd */
         int out_fd, err_fd; /* pipes' read ends; pty: the master, err_fd -1 */
         bool out_done, err_done;
         uint8_t *ibuf;
@@ -117,7 +117,7 @@ void conn_accept(struct runtime *rt) {
                         /* As if the machine did not exist (SPEC: others get "not found"). */
                         char msg[160];
                         snprintf(msg, sizeof msg, "container machine with ID %s not found", rt->name);
-                        struct session_buf b = { 0 };
+                        struct session_buf b = {0};
                         if (allowed)
                                 (void)session_buf_error(&b, SESSION_CHANNEL_DEFAULT, "not-running",
                                                         rt->init_reaped ? "the machine is stopping"
@@ -215,7 +215,7 @@ static int resolve_identity(struct runtime *rt, struct conn *c, const struct ses
         int r = sandbox_lookup_user(rt->sb, who, &uid, &gid, &home, &shell, &name, &err);
         uint32_t num;
         if (r >= 0) {
-                *id = (struct identity){ .uid = uid, .gid = gid, .name = name, .home = home, .shell = shell };
+                *id = (struct identity){.uid = uid, .gid = gid, .name = name, .home = home, .shell = shell};
         } else if (!o->root && !o->user && !o->has_uid && c->cred.uid != 0) {
                 /* the owner, not (yet) in the machine's passwd: what the config knows */
                 *id = (struct identity){
@@ -278,8 +278,8 @@ static int open_session_pty(struct runtime *rt, int *ret_master, int *ret_slave)
                 };
                 m = (int)syscall(SYS_openat2, rootfd, "dev/pts/ptmx", &how, sizeof how);
                 struct stat st;
-                if (m >= 0 && (fstat(m, &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 ||
-                               minor(st.st_rdev) != 2)) {
+                if (m >= 0 &&
+                    (fstat(m, &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2)) {
                         close(m);
                         m = -1;
                 }
@@ -306,8 +306,8 @@ static int open_session_pty(struct runtime *rt, int *ret_master, int *ret_slave)
 }
 
 static void conn_reply_status(struct runtime *rt, struct conn *c) {
-        json_auto_t *j = json_pack("{s:i,s:I,s:s,s:s}", "status", 0, "initPid", (json_int_t)rt->init_pid,
-                                   "startedDate", rt->started, "state", rt->state);
+        json_auto_t *j = json_pack("{s:i,s:I,s:s,s:s}", "status", 0, "initPid", (json_int_t)rt->init_pid, "startedDate",
+                                   rt->started, "state", rt->state);
         if (j)
                 (void)session_buf_json(&c->out, c->channel, SESSION_EXIT, j);
         c->exit_sent = true;
@@ -338,7 +338,7 @@ static void conn_open(struct runtime *rt, struct conn *c, const struct session_f
                 return;
         }
 
-        struct identity id = { 0 };
+        struct identity id = {0};
         _cleanup_free_ char *msg = NULL;
         int r = resolve_identity(rt, c, o, &id, &msg);
         if (r < 0) {
@@ -354,7 +354,7 @@ static void conn_open(struct runtime *rt, struct conn *c, const struct session_f
         }
 
         int child_in = -1, child_out = -1, child_err = -1;
-        int p_in[2] = { -1, -1 }, p_out[2] = { -1, -1 }, p_err[2] = { -1, -1 };
+        int p_in[2] = {-1, -1}, p_out[2] = {-1, -1}, p_err[2] = {-1, -1};
         if (o->tty) {
                 int m = -1, s = -1;
                 r = open_session_pty(rt, &m, &s);
@@ -363,8 +363,8 @@ static void conn_open(struct runtime *rt, struct conn *c, const struct session_f
                         conn_fail(c, "internal", "cannot allocate a pty");
                         return;
                 }
-                struct winsize ws = { .ws_row = (unsigned short)(o->rows ? o->rows : 24),
-                                      .ws_col = (unsigned short)(o->cols ? o->cols : 80) };
+                struct winsize ws = {.ws_row = (unsigned short)(o->rows ? o->rows : 24),
+                                     .ws_col = (unsigned short)(o->cols ? o->cols : 80)};
                 (void)ioctl(m, TIOCSWINSZ, &ws);
                 (void)fchown(s, id.uid, (gid_t)-1);
                 (void)fchmod(s, 0620);
@@ -530,8 +530,8 @@ static void conn_frame(struct runtime *rt, struct conn *c, const struct session_
                 return;
         case SESSION_RESIZE:
                 if (c->pty && c->out_fd >= 0) {
-                        struct winsize ws = { .ws_row = session_be16(f->payload),
-                                              .ws_col = session_be16(f->payload + 2) };
+                        struct winsize ws = {.ws_row = session_be16(f->payload),
+                                             .ws_col = session_be16(f->payload + 2)};
                         (void)ioctl(c->out_fd, TIOCSWINSZ, &ws);
                 }
                 return;
@@ -582,7 +582,7 @@ size_t conns_poll_fill(struct runtime *rt, struct pollfd *p, struct conn **owner
 #define ADD(fd_, ev_, role_)                                                                                           \
         do {                                                                                                           \
                 if (n < max) {                                                                                         \
-                        p[n] = (struct pollfd){ .fd = (fd_), .events = (short)(ev_) };                                 \
+                        p[n] = (struct pollfd){.fd = (fd_), .events = (short)(ev_)};                                   \
                         owners[n] = c;                                                                                 \
                         roles[n] = (role_);                                                                            \
                         n++;                                                                                           \
@@ -677,8 +677,8 @@ void conns_tick(struct runtime *rt) {
         struct conn **pp = &rt->conns;
         while (*pp) {
                 struct conn *c = *pp;
-                if (((c->state == C_RUNNING && c->peer_gone) || c->state == C_CLOSING) && c->pid > 0 &&
-                    !c->reaped && !c->hup_sent) {
+                if (((c->state == C_RUNNING && c->peer_gone) || c->state == C_CLOSING) && c->pid > 0 && !c->reaped &&
+                    !c->hup_sent) {
                         c->hup_sent = true;
                         /* the client went away: hang the session up, as a closed terminal would */
                         conn_kill(c, SIGHUP);
@@ -722,7 +722,7 @@ void conns_reply_stopped(struct runtime *rt) {
                 int fl = fcntl(c->fd, F_GETFL);
                 if (fl >= 0)
                         (void)fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
-                struct timeval tv = { .tv_sec = 1 };
+                struct timeval tv = {.tv_sec = 1};
                 (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
                 (void)session_buf_flush(&c->out, c->fd);
         }

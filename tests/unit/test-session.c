@@ -24,7 +24,7 @@ static void hdr(uint8_t *p, uint32_t ch, uint8_t type, uint32_t len) {
 
 static void test_roundtrip(void **state) {
         (void)state;
-        struct session_buf b = { 0 };
+        struct session_buf b = {0};
         assert_int_equal(session_buf_frame(&b, 7, SESSION_OPEN, "{\"argv\":[\"true\"]}", 17), 0);
         assert_int_equal(session_buf_frame(&b, 7, SESSION_STDIN, "abc", 3), 0);
         assert_int_equal(session_buf_eof(&b, 7, SESSION_STREAM_STDIN), 0);
@@ -39,8 +39,8 @@ static void test_roundtrip(void **state) {
         session_decoder_init(&d, true);
         assert_int_equal(session_decoder_feed(&d, b.data + b.start, b.len), 0);
         struct session_frame f;
-        const uint8_t want[] = { SESSION_OPEN,   SESSION_STDIN, SESSION_EOF,  SESSION_RESIZE, SESSION_SIGNAL,
-                                 SESSION_CREDIT, SESSION_EXIT,  SESSION_ERROR, SESSION_CLOSE };
+        const uint8_t want[] = {SESSION_OPEN,   SESSION_STDIN, SESSION_EOF,   SESSION_RESIZE, SESSION_SIGNAL,
+                                SESSION_CREDIT, SESSION_EXIT,  SESSION_ERROR, SESSION_CLOSE};
         for (size_t i = 0; i < ELEMENTSOF(want); i++) {
                 assert_int_equal(session_decoder_next(&d, &f, NULL), 1);
                 assert_int_equal(f.channel, 7);
@@ -82,7 +82,7 @@ static void test_roundtrip(void **state) {
 /* Every split of a stream into feeds gives the same frames. */
 static void test_partial_feeds(void **state) {
         (void)state;
-        struct session_buf b = { 0 };
+        struct session_buf b = {0};
         uint8_t big[SESSION_MAX_DATA];
         for (size_t i = 0; i < sizeof big; i++)
                 big[i] = (uint8_t)(i * 7);
@@ -91,7 +91,7 @@ static void test_partial_feeds(void **state) {
         assert_int_equal(session_buf_exit(&b, 1, 0), 0);
         const uint8_t *stream = b.data + b.start;
         size_t total = b.len;
-        const size_t steps[] = { 1, 2, 5, 9, 10, 4096, 65545 };
+        const size_t steps[] = {1, 2, 5, 9, 10, 4096, 65545};
         for (size_t s = 0; s < ELEMENTSOF(steps); s++) {
                 struct session_decoder d;
                 session_decoder_init(&d, true);
@@ -136,7 +136,7 @@ static int decode_one(const uint8_t *p, size_t n, bool pin, const char **why) {
 
 static void test_invalid_frames(void **state) {
         (void)state;
-        uint8_t p[64] = { 0 };
+        uint8_t p[64] = {0};
         const char *why = NULL;
 
         hdr(p, 1, 0, 0); /* type 0 */
@@ -184,7 +184,7 @@ static void test_invalid_frames(void **state) {
         assert_int_equal(decode_one(p, 9, true, NULL), -EBADMSG); /* empty data */
 
         /* channel mismatch on a pinned connection; channel 0 is never a session's */
-        struct session_buf b = { 0 };
+        struct session_buf b = {0};
         session_buf_frame(&b, 1, SESSION_STDIN, "a", 1);
         session_buf_frame(&b, 2, SESSION_STDIN, "b", 1);
         assert_int_equal(decode_one(b.data, b.len, true, &why), -EBADMSG);
@@ -207,7 +207,7 @@ static void test_invalid_frames(void **state) {
         session_decoder_done(&d);
 
         /* the encoder refuses what the decoder would */
-        struct session_buf e = { 0 };
+        struct session_buf e = {0};
         static uint8_t huge[SESSION_MAX_DATA + 1];
         assert_int_equal(session_buf_frame(&e, 1, SESSION_STDOUT, huge, sizeof huge), -EINVAL);
         assert_int_equal(session_buf_frame(&e, 1, 0, NULL, 0), -EINVAL);
@@ -257,7 +257,7 @@ static void test_credit(void **state) {
 }
 
 static struct session_frame mk(uint8_t type, const void *payload, uint32_t len) {
-        return (struct session_frame){ .channel = 1, .type = type, .length = len, .payload = payload };
+        return (struct session_frame){.channel = 1, .type = type, .length = len, .payload = payload};
 }
 
 static void test_sequencing(void **state) {
@@ -319,7 +319,7 @@ static void test_sequencing(void **state) {
         assert_int_equal(session_channel_receive(&c, &g, NULL), -EBADMSG);
         /* CREDIT grants are accounted */
         session_channel_init(&c, SESSION_ROLE_CLIENT);
-        uint8_t cr[4] = { 0, 0, 0x10, 0 };
+        uint8_t cr[4] = {0, 0, 0x10, 0};
         g = mk(SESSION_CREDIT, cr, 4);
         assert_int_equal(session_channel_receive(&c, &g, NULL), -EBADMSG); /* nothing was sent */
         session_channel_init(&c, SESSION_ROLE_CLIENT);
@@ -375,11 +375,26 @@ static void test_open_parse(void **state) {
         session_open_free(o);
 
         const char *bad[] = {
-                "", "[]", "{\"argv\":[]}", "{\"argv\":[1]}", "{\"argv\":[\"\"]}", "{\"argv\":\"ls\"}",
-                "{\"env\":{\"A=B\":\"x\"}}", "{\"env\":{\"\":\"x\"}}", "{\"env\":{\"A\":1}}", "{\"env\":5}",
-                "{\"uid\":-1}", "{\"uid\":4294967295}", "{\"uid\":\"0\"}", "{\"root\":1}", "{\"rows\":70000}",
-                "{\"cwd\":\"\"}", "{\"control\":\"reboot\"}", "{\"control\":\"stop\",\"timeout\":-2}",
-                "{\"argv\":[\"a\\u0000b\"]}", "{\"a\":1,\"a\":2}",
+                "",
+                "[]",
+                "{\"argv\":[]}",
+                "{\"argv\":[1]}",
+                "{\"argv\":[\"\"]}",
+                "{\"argv\":\"ls\"}",
+                "{\"env\":{\"A=B\":\"x\"}}",
+                "{\"env\":{\"\":\"x\"}}",
+                "{\"env\":{\"A\":1}}",
+                "{\"env\":5}",
+                "{\"uid\":-1}",
+                "{\"uid\":4294967295}",
+                "{\"uid\":\"0\"}",
+                "{\"root\":1}",
+                "{\"rows\":70000}",
+                "{\"cwd\":\"\"}",
+                "{\"control\":\"reboot\"}",
+                "{\"control\":\"stop\",\"timeout\":-2}",
+                "{\"argv\":[\"a\\u0000b\"]}",
+                "{\"a\":1,\"a\":2}",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 o = parse(bad[i], &r);
@@ -419,11 +434,11 @@ static void test_path_inside(void **state) {
 
 static void test_exec_env(void **state) {
         (void)state;
-        char *extra[] = { "TERM=xterm", "LANG=C.UTF-8", "HOME=/elsewhere", "X=1", "X=2", "bad", "=v", NULL };
+        char *extra[] = {"TERM=xterm", "LANG=C.UTF-8", "HOME=/elsewhere", "X=1", "X=2", "bad", "=v", NULL};
         _cleanup_strv_ char **e = session_exec_env("/home/u", "u", "/bin/bash", extra);
         assert_non_null(e);
-        const char *want[] = { "HOME=/elsewhere", "USER=u", "LOGNAME=u", "SHELL=/bin/bash",
-                               "PATH=" SESSION_PATH, "TERM=xterm", "LANG=C.UTF-8", "X=2" };
+        const char *want[] = {"HOME=/elsewhere",    "USER=u",     "LOGNAME=u",    "SHELL=/bin/bash",
+                              "PATH=" SESSION_PATH, "TERM=xterm", "LANG=C.UTF-8", "X=2"};
         assert_int_equal(strv_length(e), ELEMENTSOF(want));
         for (size_t i = 0; i < ELEMENTSOF(want); i++)
                 assert_string_equal(e[i], want[i]);
@@ -437,7 +452,7 @@ static void test_control_error(void **state) {
         char path[128];
         snprintf(path, sizeof path, "%s/s.sock", dir);
         int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         strcpy(sa.sun_path, path);
         assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
         assert_int_equal(listen(l, 4), 0);
@@ -445,7 +460,7 @@ static void test_control_error(void **state) {
         if (pid == 0) {
                 for (int i = 0; i < 2; i++) {
                         int c = accept(l, NULL, NULL);
-                        struct session_buf b = { 0 };
+                        struct session_buf b = {0};
                         if (i == 0)
                                 session_buf_error(&b, 1, "not-found", "container machine with ID x not found");
                         else {
@@ -476,11 +491,11 @@ static void test_control_error(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_partial_feeds),
-                cmocka_unit_test(test_invalid_frames), cmocka_unit_test(test_credit),
-                cmocka_unit_test(test_sequencing),    cmocka_unit_test(test_open_parse),
+                cmocka_unit_test(test_roundtrip),       cmocka_unit_test(test_partial_feeds),
+                cmocka_unit_test(test_invalid_frames),  cmocka_unit_test(test_credit),
+                cmocka_unit_test(test_sequencing),      cmocka_unit_test(test_open_parse),
                 cmocka_unit_test(test_status_and_exit), cmocka_unit_test(test_path_inside),
-                cmocka_unit_test(test_exec_env),      cmocka_unit_test(test_control_error),
+                cmocka_unit_test(test_exec_env),        cmocka_unit_test(test_control_error),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,9 +15,9 @@
 #include "util/strv.h"
 
 static const char *const type_names[_SESSION_TYPE_MAX] = {
-        [SESSION_OPEN] = "OPEN",     [SESSION_STDIN] = "STDIN",   [SESSION_STDOUT] = "STDOUT",
-        [SESSION_STDERR] = "STDERR", [SESSION_EOF] = "EOF",       [SESSION_RESIZE] = "RESIZE",
-        [SESSION_SIGNAL] = "SIGNAL", [SESSION_EXIT] = "EXIT",     [SESSION_CLOSE] = "CLOSE",
+        [SESSION_OPEN] = "OPEN",     [SESSION_STDIN] = "STDIN", [SESSION_STDOUT] = "STDOUT",
+        [SESSION_STDERR] = "STDERR", [SESSION_EOF] = "EOF",     [SESSION_RESIZE] = "RESIZE",
+        [SESSION_SIGNAL] = "SIGNAL", [SESSION_EXIT] = "EXIT",   [SESSION_CLOSE] = "CLOSE",
         [SESSION_CREDIT] = "CREDIT", [SESSION_ERROR] = "ERROR",
 };
 
@@ -38,9 +38,12 @@ static void put_be32(uint8_t *p, uint32_t v) {
 
 static uint32_t max_length(uint8_t type) {
         switch (type) {
-        case SESSION_OPEN: return SESSION_MAX_OPEN;
-        case SESSION_EXIT: return SESSION_MAX_EXIT;
-        default: return SESSION_MAX_DATA;
+        case SESSION_OPEN:
+                return SESSION_MAX_OPEN;
+        case SESSION_EXIT:
+                return SESSION_MAX_EXIT;
+        default:
+                return SESSION_MAX_DATA;
         }
 }
 
@@ -91,12 +94,12 @@ const char *session_frame_check(uint32_t channel, uint8_t type, uint32_t length,
 /* ---- decoder ---- */
 
 void session_decoder_init(struct session_decoder *d, bool pin_channel) {
-        *d = (struct session_decoder){ .pin_channel = pin_channel };
+        *d = (struct session_decoder){.pin_channel = pin_channel};
 }
 
 void session_decoder_done(struct session_decoder *d) {
         free(d->buf);
-        *d = (struct session_decoder){ 0 };
+        *d = (struct session_decoder){0};
 }
 
 int session_decoder_feed(struct session_decoder *d, const void *data, size_t n) {
@@ -184,7 +187,7 @@ fail:
 
 void session_buf_done(struct session_buf *b) {
         free(b->data);
-        *b = (struct session_buf){ 0 };
+        *b = (struct session_buf){0};
 }
 
 static int buf_reserve(struct session_buf *b, size_t n) {
@@ -231,7 +234,7 @@ int session_buf_resize(struct session_buf *b, uint32_t channel, unsigned rows, u
                 rows = 0xffff;
         if (cols > 0xffff)
                 cols = 0xffff;
-        uint8_t p[4] = { (uint8_t)(rows >> 8), (uint8_t)rows, (uint8_t)(cols >> 8), (uint8_t)cols };
+        uint8_t p[4] = {(uint8_t)(rows >> 8), (uint8_t)rows, (uint8_t)(cols >> 8), (uint8_t)cols};
         return session_buf_frame(b, channel, SESSION_RESIZE, p, sizeof p);
 }
 
@@ -285,7 +288,7 @@ int session_buf_flush(struct session_buf *b, int fd) {
 }
 
 int session_send(int fd, uint32_t channel, uint8_t type, const void *payload, size_t n) {
-        struct session_buf b = { 0 };
+        struct session_buf b = {0};
         int r = session_buf_frame(&b, channel, type, payload, n);
         if (r >= 0)
                 r = session_buf_flush(&b, fd);
@@ -296,7 +299,7 @@ int session_send(int fd, uint32_t channel, uint8_t type, const void *payload, si
 /* ---- credit ---- */
 
 void session_credit_init(struct session_credit *c) {
-        *c = (struct session_credit){ .send = SESSION_WINDOW, .recv = SESSION_WINDOW };
+        *c = (struct session_credit){.send = SESSION_WINDOW, .recv = SESSION_WINDOW};
 }
 
 int session_credit_on_data(struct session_credit *c, size_t n) {
@@ -334,7 +337,7 @@ void session_credit_on_sent(struct session_credit *c, size_t n) {
 /* ---- sequencing ---- */
 
 void session_channel_init(struct session_channel *ch, enum session_role role) {
-        *ch = (struct session_channel){ .role = role };
+        *ch = (struct session_channel){.role = role};
         session_credit_init(&ch->credit);
 }
 
@@ -643,7 +646,7 @@ int session_status_from_wait(int wstatus) {
 /* ---- control client ---- */
 
 int session_connect(const char *socket_path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         if (strlen(socket_path) >= sizeof sa.sun_path)
                 return -ENAMETOOLONG;
         strcpy(sa.sun_path, socket_path);
@@ -665,7 +668,7 @@ static int64_t now_ms(void) {
 }
 
 static int code_from_name(const char *c) {
-        static const int codes[] = { CM_ENOTFOUND, CM_EINVALID, CM_EPERM, CM_EEXISTS, CM_EINTERNAL };
+        static const int codes[] = {CM_ENOTFOUND, CM_EINVALID, CM_EPERM, CM_EEXISTS, CM_EINTERNAL};
         for (size_t i = 0; i < ELEMENTSOF(codes); i++)
                 if (streq(c, cm_error_code_name(codes[i])))
                         return codes[i];
@@ -734,7 +737,7 @@ int session_control(const char *socket_path, const char *op, unsigned timeout_se
                         }
                         tmo = (int)left;
                 }
-                struct pollfd p = { .fd = fd, .events = POLLIN };
+                struct pollfd p = {.fd = fd, .events = POLLIN};
                 int pr = poll(&p, 1, tmo);
                 if (pr < 0 && errno != EINTR) {
                         r = -errno;
@@ -799,9 +802,8 @@ bool session_path_inside(const char *path, const char *dir) {
 
 char **session_exec_env(const char *home, const char *user, const char *shell, char *const *extra) {
         _cleanup_strv_ char **env = NULL;
-        if (env_set(&env, "HOME", home) < 0 || env_set(&env, "USER", user) < 0 ||
-            env_set(&env, "LOGNAME", user) < 0 || env_set(&env, "SHELL", shell) < 0 ||
-            env_set(&env, "PATH", SESSION_PATH) < 0)
+        if (env_set(&env, "HOME", home) < 0 || env_set(&env, "USER", user) < 0 || env_set(&env, "LOGNAME", user) < 0 ||
+            env_set(&env, "SHELL", shell) < 0 || env_set(&env, "PATH", SESSION_PATH) < 0)
                 return NULL;
         for (char *const *e = extra; e && *e; e++) {
                 const char *eq = strchr(*e, '=');

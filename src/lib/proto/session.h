@@ -33,11 +33,11 @@
 #include "util/error.h"
 
 #define SESSION_HEADER_SIZE 9u
-#define SESSION_MAX_DATA (64u << 10)    /* data, ERROR payloads */
-#define SESSION_MAX_OPEN (1u << 20)     /* OPEN carries argv and env: larger */
+#define SESSION_MAX_DATA (64u << 10) /* data, ERROR payloads */
+#define SESSION_MAX_OPEN (1u << 20)  /* OPEN carries argv and env: larger */
 #define SESSION_MAX_EXIT 4096u
-#define SESSION_WINDOW (256u << 10)     /* initial credit per channel per direction */
-#define SESSION_CHANNEL_DEFAULT 1u      /* a CLI connection carries this one channel */
+#define SESSION_WINDOW (256u << 10) /* initial credit per channel per direction */
+#define SESSION_CHANNEL_DEFAULT 1u  /* a CLI connection carries this one channel */
 
 enum session_type {
         SESSION_OPEN = 1,
@@ -80,7 +80,7 @@ struct session_decoder {
         size_t start, len, cap; /* unconsumed bytes are buf[start .. start+len) */
         uint32_t channel;       /* with pin_channel: every frame must carry it */
         bool pin_channel;
-        int error;              /* sticky: once invalid, always invalid */
+        int error; /* sticky: once invalid, always invalid */
 };
 
 /* pin_channel: the first frame's channel becomes the only one accepted (a CLI connection).
@@ -104,7 +104,9 @@ struct session_buf {
 };
 
 void session_buf_done(struct session_buf *b);
-static inline size_t session_buf_pending(const struct session_buf *b) { return b->len; }
+static inline size_t session_buf_pending(const struct session_buf *b) {
+        return b->len;
+}
 int session_buf_frame(struct session_buf *b, uint32_t channel, uint8_t type, const void *payload, size_t n);
 int session_buf_eof(struct session_buf *b, uint32_t channel, enum session_stream s);
 int session_buf_resize(struct session_buf *b, uint32_t channel, unsigned rows, unsigned cols);
@@ -158,11 +160,11 @@ enum session_open_kind { SESSION_OPEN_EXEC, SESSION_OPEN_STOP, SESSION_OPEN_STAT
 
 struct session_open {
         enum session_open_kind kind;
-        char **argv;    /* NULL: login shell */
-        char **env;     /* "K=V" in the order given */
-        char *cwd;      /* caller's host cwd or NULL */
-        char *workdir;  /* explicit --cwd or NULL */
-        char *user;     /* NULL, "name", "uid" or "uid:gid" */
+        char **argv;   /* NULL: login shell */
+        char **env;    /* "K=V" in the order given */
+        char *cwd;     /* caller's host cwd or NULL */
+        char *workdir; /* explicit --cwd or NULL */
+        char *user;    /* NULL, "name", "uid" or "uid:gid" */
         bool root;
         bool has_uid, has_gid;
         uid_t uid;
@@ -176,7 +178,9 @@ struct session_open {
  *  "tty":b,"rows":n,"cols":n}  or  {"control":"stop","timeout":N} / {"control":"status"} */
 int session_open_parse(const void *payload, size_t n, struct session_open **ret, struct cm_error **err);
 void session_open_free(struct session_open *o);
-static inline void session_open_freep(struct session_open **o) { session_open_free(*o); }
+static inline void session_open_freep(struct session_open **o) {
+        session_open_free(*o);
+}
 #define _cleanup_session_open_ _cleanup_(session_open_freep)
 
 /* EXIT payload: status and the whole object (control replies carry more); ERROR payload. */
