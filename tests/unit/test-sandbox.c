@@ -714,6 +714,65 @@ static void test_boot_debian_systemd(void **state) {
         assert_cleaned_up();
 }
 
+static void test_start_without_init_fails_cleanly(void **state) {
+        (void)state;
+        if (skip_unless_root())
+                skip();
+        mk("lower/etc");
+        mk("upper");
+        mk("work");
+        mk("root");
+        static char lower[512], upper[512], work[512];
+        path(lower, sizeof lower, "lower");
+        path(upper, sizeof upper, "upper");
+        path(work, sizeof work, "work");
+        const char *lowers[] = {lower, NULL};
+        struct sandbox_spec s = base_spec();
+        s.lowerdirs = lowers;
+        s.upperdir = upper;
+        s.workdir = work;
+        s.provision = false;
+        struct sandbox *sb = NULL;
+        _cleanup_error_ struct cm_error *err = NULL;
+        assert_true(sandbox_start(&s, &sb, &err) < 0);
+        assert_null(sb);
+        assert_string_equal(err->message, "the image has no /sbin/init: No such file or directory");
+        assert_cleaned_up();
+}
+
+static void test_cleanup_stale(void **state) {
+        (void)state;
+        if (skip_unless_root())
+                skip();
+        const char *v2 =
+                access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0 ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup";
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/container-machine/cmtest-stale/init.scope", v2);
+        if (fs_mkdir_p(AT_FDCWD, dir, 0755) < 0)
+                skip();
+        /* a leftover process in it, as after a crash */
+        pid_t p = fork();
+        assert_true(p >= 0);
+        if (p == 0) {
+                char procs[600];
+                snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
+                FILE *f = fopen(procs, "we");
+                if (f) {
+                        fputs("0", f);
+                        fclose(f);
+                }
+                pause();
+                _exit(0);
+        }
+        usleep(50000);
+        assert_int_equal(sandbox_cleanup_stale("cmtest-stale", NULL), 0);
+        int st;
+        assert_int_equal(waitpid(p, &st, 0), p);
+        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        snprintf(dir, sizeof dir, "%s/container-machine/cmtest-stale", v2);
+        assert_int_not_equal(access(dir, F_OK), 0);
+}
+
 int main(void) {
         signal(SIGHUP, SIG_IGN);
         const struct CMUnitTest tests[] = {
@@ -721,6 +780,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_provision_reuses_entries, setup_tmp, teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_provision_symlink_attack, setup_tmp, teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_provision_create_user_script, setup_tmp, teardown_tmp),
+                cmocka_unit_test_setup_teardown(test_start_without_init_fails_cleanly, setup_tmp, teardown_tmp),
+                cmocka_unit_test_setup_teardown(test_cleanup_stale, setup_tmp, teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_boot_busybox, setup_tmp, teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_boot_debian_systemd, setup_tmp, teardown_tmp),
         };
