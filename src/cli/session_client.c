@@ -46,29 +46,30 @@ static void on_fatal(int sig) {
 static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 static const int fatal[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
 
+static struct sigaction saved_forwarded[ELEMENTSOF(forwarded)], saved_fatal[ELEMENTSOF(fatal)], saved_winch;
+
+/* The caller's dispositions are put back afterwards (nohup's ignored SIGHUP stays ignored). */
 static void signals_install(bool tty) {
-        struct sigaction sa = {.sa_handler = on_forward, .sa_flags = SA_RESTART};
+        struct sigaction sa = { .sa_handler = on_forward, .sa_flags = SA_RESTART };
         sigemptyset(&sa.sa_mask);
         for (size_t i = 0; i < ELEMENTSOF(forwarded); i++)
-                (void)sigaction(forwarded[i], &sa, NULL);
+                (void)sigaction(forwarded[i], &sa, &saved_forwarded[i]);
         if (tty) {
-                (void)sigaction(SIGWINCH, &sa, NULL);
-                struct sigaction fa = {.sa_handler = on_fatal, .sa_flags = SA_RESETHAND | SA_NODEFER};
+                (void)sigaction(SIGWINCH, &sa, &saved_winch);
+                struct sigaction fa = { .sa_handler = on_fatal, .sa_flags = SA_RESETHAND | SA_NODEFER };
                 sigemptyset(&fa.sa_mask);
                 for (size_t i = 0; i < ELEMENTSOF(fatal); i++)
-                        (void)sigaction(fatal[i], &fa, NULL);
+                        (void)sigaction(fatal[i], &fa, &saved_fatal[i]);
         }
 }
 
 static void signals_restore(bool tty) {
-        struct sigaction sa = {.sa_handler = SIG_DFL};
-        sigemptyset(&sa.sa_mask);
         for (size_t i = 0; i < ELEMENTSOF(forwarded); i++)
-                (void)sigaction(forwarded[i], &sa, NULL);
+                (void)sigaction(forwarded[i], &saved_forwarded[i], NULL);
         if (tty) {
-                (void)sigaction(SIGWINCH, &sa, NULL);
+                (void)sigaction(SIGWINCH, &saved_winch, NULL);
                 for (size_t i = 0; i < ELEMENTSOF(fatal); i++)
-                        (void)sigaction(fatal[i], &sa, NULL);
+                        (void)sigaction(fatal[i], &saved_fatal[i], NULL);
         }
 }
 

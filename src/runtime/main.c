@@ -257,7 +257,7 @@ static unsigned stop_timeout_file(struct runtime *rt) {
 }
 
 static int event_loop(struct runtime *rt) {
-        enum { MAXP = 4096 };
+        enum { MAXP = 3 + RUNTIME_MAX_CONNS * RUNTIME_POLL_PER_CONN };
         static struct pollfd p[MAXP];
         static struct conn *owners[MAXP];
         static uint8_t roles[MAXP];

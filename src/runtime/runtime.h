@@ -16,6 +16,9 @@
 
 struct conn;
 
+#define RUNTIME_MAX_CONNS 1024
+#define RUNTIME_POLL_PER_CONN 4 /* socket, stdout, stderr, stdin */
+
 struct runtime {
         const char *name, *root, *run;
         char *machine_dir; /* ROOT/machines/NAME */

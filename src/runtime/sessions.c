@@ -25,7 +25,6 @@
 #include "util/json.h"
 #include "util/strv.h"
 
-#define MAX_CONNS 1024
 #define OUT_HIGH_WATER (SESSION_WINDOW + (64u << 10))
 
 enum conn_state { C_OPENING, C_RUNNING, C_STOP_WAIT, C_CLOSING };
@@ -113,7 +112,7 @@ void conn_accept(struct runtime *rt) {
                         continue;
                 }
                 bool allowed = cred.uid == 0 || (rt->config && cred.uid == rt->config->owner.uid);
-                if (!allowed || rt->n_conns >= MAX_CONNS || rt->init_reaped) {
+                if (!allowed || rt->n_conns >= RUNTIME_MAX_CONNS || rt->init_reaped) {
                         /* As if the machine did not exist (SPEC: others get "not found"). */
                         char msg[160];
                         snprintf(msg, sizeof msg, "container machine with ID %s not found", rt->name);
@@ -668,6 +667,9 @@ static void conn_maybe_finish(struct conn *c) {
         stdin_close(c);
         close_fd(&c->out_fd);
         close_fd(&c->err_fd);
+        (void)session_buf_eof(&c->out, c->channel, SESSION_STREAM_STDOUT);
+        if (!c->pty)
+                (void)session_buf_eof(&c->out, c->channel, SESSION_STREAM_STDERR);
         (void)session_buf_exit(&c->out, c->channel, c->status);
         c->exit_sent = true;
         c->state = C_CLOSING;
