@@ -168,6 +168,7 @@ _Noreturn static void init_child(struct child_args *a) {
                 if (setns(a->netns_fd, CLONE_NEWNET) < 0)
                         child_fail(a->errpipe, "join the network namespace", errno);
                 close(a->netns_fd);
+                (void)loopback_up(); /* the namespace's owner configures the rest */
         } else if ((r = loopback_up()) < 0)
                 child_fail(a->errpipe, "bring up lo", r);
 
