@@ -198,7 +198,6 @@ int sb_cgroup_create(struct sandbox *sb, const struct sandbox_spec *spec, int *r
         if (spec->memory > 0) {
                 snprintf(v, sizeof v, "%" PRIu64, spec->memory);
                 mem_done = write_str(dir, "memory.max", v) == 0;
-                (void)write_str(dir, "memory.swap.max", "0");
         }
         /* Hybrid host: cpu and memory live in v1 hierarchies. */
         if (spec->cpus > 0 && !cpu_done) {
