@@ -133,13 +133,38 @@ static bool has_word(const char *list, const char *word) {
         return false;
 }
 
-static int v1_limit(struct sandbox *sb, const char *controller, const char *file, const char *value) {
-        _cleanup_free_ char *mnt = NULL, *own = NULL, *dir = NULL;
+/* <v1 mount of controller><runtime's own v1 cgroup>/container-machine/<name>; 0 if the host
+ * has no such v1 hierarchy. */
+static int v1_dir(const char *controller, const char *name, char **ret) {
+        _cleanup_free_ char *mnt = NULL, *own = NULL;
         if (find_cgroup_mount(controller, &mnt) < 0 || own_v1_cgroup(controller, &own) < 0)
-                return 0; /* no such v1 hierarchy: nothing to do */
-        if (asprintf(&dir, "%s%s/%s/%s", mnt, streq(own, "/") ? "" : own, CGROUP_PARENT, sb->name) < 0)
+                return 0;
+        if (asprintf(ret, "%s%s/%s/%s", mnt, streq(own, "/") ? "" : own, CGROUP_PARENT, name) < 0)
                 return -ENOMEM;
-        int r = fs_mkdir_p(AT_FDCWD, dir, 0755);
+        return 1;
+}
+
+void sb_cgroup_remove_v1(const char *name) {
+        static const char *const controllers[] = {"cpu", "memory"};
+        for (size_t i = 0; i < ELEMENTSOF(controllers); i++) {
+                _cleanup_free_ char *dir = NULL;
+                if (v1_dir(controllers[i], name, &dir) <= 0)
+                        continue;
+                (void)sb_cgroup_remove(dir);
+                char *slash = strrchr(dir, '/');
+                if (!slash)
+                        continue;
+                *slash = 0;
+                (void)rmdir(dir); /* the shared parent, when no other machine uses it */
+        }
+}
+
+static int v1_limit(struct sandbox *sb, const char *controller, const char *file, const char *value) {
+        _cleanup_free_ char *dir = NULL;
+        int r = v1_dir(controller, sb->name, &dir);
+        if (r <= 0)
+                return r; /* no such v1 hierarchy: nothing to do */
+        r = fs_mkdir_p(AT_FDCWD, dir, 0755);
         if (r < 0)
                 return r;
         if (streq(controller, "cpu"))

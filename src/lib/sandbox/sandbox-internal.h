@@ -54,6 +54,8 @@ int sb_cgroup_create(struct sandbox *sb, const struct sandbox_spec *spec, int *r
 /* In the child: join the v1 cgroups (cpu, memory limits on hybrid hosts). */
 void sb_cgroup_join_v1(char *const *v1_paths);
 int sb_cgroup_remove(const char *path);
+/* Removes the v1 limit cgroups of machine `name` (hybrid hosts). */
+void sb_cgroup_remove_v1(const char *name);
 int sb_cgroup_v2_root(char **ret);
 int sb_cgroup_of_pid(pid_t pid, char **ret);
 int sb_cpu_affinity(unsigned cpus, cpu_set_t *ret);

@@ -250,16 +250,10 @@ void sandbox_free(struct sandbox *sb) {
         if (sb->mounted)
                 (void)umount2(sb->rootfs, MNT_DETACH);
         (void)sb_cgroup_remove(sb->cgroup_path);
-        for (size_t i = 0; sb->v1_cgroups && sb->v1_cgroups[i]; i++) {
-                (void)sb_cgroup_remove(sb->v1_cgroups[i]);
-                /* the shared parent under the runtime's own v1 cgroup, if no other machine
-                 * uses it: whoever manages the runtime's cgroup must be able to remove it */
-                char *slash = strrchr(sb->v1_cgroups[i], '/');
-                if (slash) {
-                        *slash = 0;
-                        (void)rmdir(sb->v1_cgroups[i]);
-                }
-        }
+        /* also the shared parent under the runtime's own v1 cgroup, if no other machine
+         * uses it: whoever manages the runtime's cgroup must be able to remove it */
+        if (sb->v1_cgroups)
+                sb_cgroup_remove_v1(sb->name);
         strv_free(sb->v1_cgroups);
         free(sb->cgroup_path);
         free(sb->name);
@@ -282,5 +276,6 @@ int sandbox_cleanup_stale(const char *name, const char *rootfs) {
                 if (k < 0 && r == 0)
                         r = k;
         }
+        sb_cgroup_remove_v1(name);
         return r;
 }
