@@ -123,12 +123,16 @@ static int teardown_tmp(void **state) {
         return 0;
 }
 
+/* unique per test process: concurrent runs must not collide on the machine's cgroup */
+static char mname[32];
+
 static struct sandbox_spec base_spec(void) {
         static char rootfs[512], home[512];
+        snprintf(mname, sizeof mname, "cmtest%d", (int)getpid());
         path(rootfs, sizeof rootfs, "root");
         path(home, sizeof home, "home/" USER_NAME);
         struct sandbox_spec s = {
-                .name = "cmtest",
+                .name = mname,
                 .machine_id = "0123456789abcdef0123456789abcdef",
                 .rootfs = rootfs,
                 .owner = {.name = USER_NAME, .uid = USER_UID, .gid = USER_GID, .home = home},
@@ -519,8 +523,10 @@ static void assert_cleaned_up(void) {
         assert_int_equal(fs_read_all(AT_FDCWD, "/proc/self/mountinfo", 0, &mi, NULL), 0);
         assert_null(strstr(mi, root));
         struct stat st;
-        assert_true(stat("/sys/fs/cgroup/unified/container-machine/cmtest", &st) < 0 &&
-                    stat("/sys/fs/cgroup/container-machine/cmtest", &st) < 0);
+        char cg1[128], cg2[128];
+        snprintf(cg1, sizeof cg1, "/sys/fs/cgroup/unified/container-machine/%s", mname);
+        snprintf(cg2, sizeof cg2, "/sys/fs/cgroup/container-machine/%s", mname);
+        assert_true(stat(cg1, &st) < 0 && stat(cg2, &st) < 0);
 }
 
 static void test_boot_busybox(void **state) {
@@ -582,7 +588,7 @@ static void test_boot_busybox(void **state) {
         assert_int_equal(run_in(USER_UID, USER_GID, who, &out, NULL), 0);
         char want[1024], home[512];
         path(home, sizeof home, "home/" USER_NAME);
-        snprintf(want, sizeof want, USER_NAME "\n4321\n%s\ncmtest\ninit", home);
+        snprintf(want, sizeof want, USER_NAME "\n4321\n%s\n%s\ninit", home, mname);
         assert_string_equal(out, want);
         free(out);
 
@@ -629,7 +635,9 @@ static void test_boot_busybox(void **state) {
 
         char *hosts[] = {(char *)"cat", (char *)"/etc/hosts", NULL};
         assert_int_equal(run_in(0, 0, hosts, &out, NULL), 0);
-        assert_non_null(strstr(out, "127.0.1.1\tcmtest # container-machine\n"));
+        char hline[128];
+        snprintf(hline, sizeof hline, "127.0.1.1\t%s # container-machine\n", mname);
+        assert_non_null(strstr(out, hline));
         free(out);
         char *ro[] = {(char *)"sh", (char *)"-c", (char *)"echo 1 > /proc/sys/kernel/sysrq", NULL};
         assert_int_not_equal(run_in(0, 0, ro, NULL, NULL), 0);
@@ -681,7 +689,9 @@ static void test_boot_debian_systemd(void **state) {
 
         char *host[] = {(char *)"hostname", NULL};
         assert_int_equal(run_in(0, 0, host, &out, NULL), 0);
-        assert_string_equal(out, "cmtest\n");
+        char hn[64];
+        snprintf(hn, sizeof hn, "%s\n", mname);
+        assert_string_equal(out, hn);
         free(out);
         char *id[] = {(char *)"id", (char *)USER_NAME, NULL};
         assert_int_equal(run_in(0, 0, id, &out, NULL), 0);
@@ -747,7 +757,9 @@ static void test_cleanup_stale(void **state) {
         const char *v2 =
                 access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0 ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup";
         char dir[512];
-        snprintf(dir, sizeof dir, "%s/container-machine/cmtest-stale/init.scope", v2);
+        char stale[64];
+        snprintf(stale, sizeof stale, "cmstale%d", (int)getpid());
+        snprintf(dir, sizeof dir, "%s/container-machine/%s/init.scope", v2, stale);
         if (fs_mkdir_p(AT_FDCWD, dir, 0755) < 0)
                 skip();
         /* a leftover process in it, as after a crash */
@@ -765,11 +777,11 @@ static void test_cleanup_stale(void **state) {
                 _exit(0);
         }
         usleep(50000);
-        assert_int_equal(sandbox_cleanup_stale("cmtest-stale", NULL), 0);
+        assert_int_equal(sandbox_cleanup_stale(stale, NULL), 0);
         int st;
         assert_int_equal(waitpid(p, &st, 0), p);
         assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-        snprintf(dir, sizeof dir, "%s/container-machine/cmtest-stale", v2);
+        snprintf(dir, sizeof dir, "%s/container-machine/%s", v2, stale);
         assert_int_not_equal(access(dir, F_OK), 0);
 }
 
