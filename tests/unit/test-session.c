@@ -438,7 +438,7 @@ static void test_exec_env(void **state) {
         _cleanup_strv_ char **e = session_exec_env("/home/u", "u", "/bin/bash", extra);
         assert_non_null(e);
         const char *want[] = {"HOME=/elsewhere",    "USER=u",     "LOGNAME=u",    "SHELL=/bin/bash",
-                              "PATH=" SESSION_PATH, "TERM=xterm", "LANG=C.UTF-8", "X=2"};
+                              ("PATH=" SESSION_PATH), "TERM=xterm", "LANG=C.UTF-8", "X=2"};
         assert_int_equal(strv_length(e), ELEMENTSOF(want));
         for (size_t i = 0; i < ELEMENTSOF(want); i++)
                 assert_string_equal(e[i], want[i]);
