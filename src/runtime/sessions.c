@@ -7,7 +7,6 @@
  * what a background child writes later is not the session's). */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,8 +15,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -264,37 +261,18 @@ static char *resolve_cwd(struct runtime *rt, const struct session_open *o, const
         return strdup(id->home);
 }
 
-/* A pty from the machine's own devpts, so that `tty` inside names it; the host's as a fallback. */
+/* A pty from the machine's own devpts, so that `tty` inside names it; the host's as a fallback
+ * (the session still works, only ttyname() fails inside). */
 static int open_session_pty(struct runtime *rt, int *ret_master, int *ret_slave) {
-        int m = -1;
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d/root", (int)rt->init_pid);
-        _cleanup_close_ int rootfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (rootfd >= 0) {
-                struct open_how how = {
-                        .flags = O_RDWR | O_NOCTTY | O_CLOEXEC,
-                        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
-                };
-                m = (int)syscall(SYS_openat2, rootfd, "dev/pts/ptmx", &how, sizeof how);
-                struct stat st;
-                if (m >= 0 &&
-                    (fstat(m, &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2)) {
-                        close(m);
-                        m = -1;
-                }
-        }
-        if (m < 0)
-                m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        _cleanup_error_ struct cm_error *err = NULL;
+        if (sandbox_open_pty(rt->sb, ret_master, ret_slave, &err) >= 0)
+                return 0;
+        log_msg("%s; using a host pty", err && err->message ? err->message : "pty");
+        int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
         if (m < 0)
                 return -errno;
-        int unlock = 0;
-        if (ioctl(m, TIOCSPTLCK, &unlock) < 0) {
-                int r = -errno;
-                close(m);
-                return r;
-        }
-        int s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
-        if (s < 0) {
+        int s = -1;
+        if (unlockpt(m) < 0 || (s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
                 int r = -errno;
                 close(m);
                 return r;
