@@ -408,9 +408,16 @@ static void start_machine(const char *image, const char *stop_signal, const char
         s.cpus = 1;
         s.memory = 512ull << 20;
         _cleanup_error_ struct cm_error *err = NULL;
+        /* as a daemon's (and the upper dir made under it, as a runtime would): what the
+         * machine sees must not depend on the runtime's umask */
+        char upper_path[512];
+        path(upper_path, sizeof upper_path, "upper");
+        chmod(upper_path, 0700);
+        mode_t old_umask = umask(077);
         double t0 = now_s();
         int r = sandbox_start(&s, &machine, &err);
         *took = now_s() - t0;
+        umask(old_umask);
         if (r < 0)
                 print_message("sandbox_start: %s\n", err ? err->message : "?");
         assert_int_equal(r, 0);

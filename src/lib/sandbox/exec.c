@@ -231,6 +231,7 @@ _Noreturn static void session_child(struct session_args *s) {
         const struct sandbox_exec *e = s->e;
         int fd = s->pipe_wr, r;
         sb_reset_signals();
+        umask(022);
         if (e->pty) {
                 if (setsid() < 0) {
                         report_fail(fd, "setsid", errno);

@@ -147,7 +147,9 @@ int sb_mkdir_p_root(int root_fd, const char *path, mode_t mode) {
                 _cleanup_close_ int parent = sb_openat_root(root_fd, plen ? prefix : "/", O_PATH | O_DIRECTORY, 0);
                 if (parent < 0)
                         return parent;
-                if (mkdirat(parent, comp, mode) < 0 && errno != EEXIST)
+                if (mkdirat(parent, comp, mode) == 0)
+                        (void)fchmodat(parent, comp, mode, 0); /* whatever the runtime's umask */
+                else if (errno != EEXIST)
                         return -errno;
                 prefix[plen++] = '/';
                 memcpy(prefix + plen, p, n);

@@ -365,6 +365,7 @@ static int run_create_user_script(int root_fd, const struct sandbox_spec *spec, 
                 if (getppid() != parent)
                         _exit(126);
                 sb_reset_signals();
+                umask(022);
                 int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 if (sb_setup_stdio(devnull, pipefd[1], pipefd[1]) < 0)
                         _exit(126);

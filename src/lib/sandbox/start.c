@@ -163,6 +163,7 @@ _Noreturn static void init_child(struct child_args *a) {
                 _exit(127); /* the runtime died before we could notice */
         close(a->parent_pidfd);
         sb_reset_signals();
+        umask(022); /* not the runtime's (a daemon's umask is often 077) */
 
         if (a->netns_fd >= 0) {
                 if (setns(a->netns_fd, CLONE_NEWNET) < 0)
@@ -216,6 +217,32 @@ static pid_t clone3_into(uint64_t flags, int cgroup_fd, int *ret_pidfd) {
         return (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
 }
 
+/* The merged root directory takes its mode and owner from the upper dir. A fresh (empty)
+ * upper dir was made by the runtime under its umask (0700 from a daemon's 077): give it the
+ * image's root attributes, or no user but root could enter the machine's "/". Later changes
+ * made inside the machine (chmod /) are the upper dir's own and stay. */
+static void align_fresh_upper(const struct sandbox_spec *spec) {
+        _cleanup_close_ int up = open(spec->upperdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (up < 0)
+                return;
+        DIR *d = fdopendir(fcntl(up, F_DUPFD_CLOEXEC, 3));
+        if (!d)
+                return;
+        bool empty = true;
+        struct dirent *de;
+        while (empty && (de = readdir(d)))
+                empty = streq(de->d_name, ".") || streq(de->d_name, "..");
+        closedir(d);
+        size_t n = 0;
+        while (spec->lowerdirs[n])
+                n++;
+        struct stat st;
+        if (!empty || n == 0 || stat(spec->lowerdirs[n - 1], &st) < 0)
+                return;
+        (void)fchown(up, st.st_uid, st.st_gid);
+        (void)fchmod(up, st.st_mode & 07777);
+}
+
 pid_t sandbox_init_pid(const struct sandbox *sb) {
         return sb ? sb->init_pid : -1;
 }
@@ -262,6 +289,7 @@ int sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct 
                 r = cm_error_set(err, errno, "mount namespace: make / rslave: %m");
                 goto fail;
         }
+        align_fresh_upper(spec);
         if ((r = sb_mount_overlay(spec, err)) < 0)
                 goto fail;
         sb->mounted = true;
