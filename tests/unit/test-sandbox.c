@@ -646,6 +646,10 @@ static void test_boot_busybox(void **state) {
         snprintf(hline, sizeof hline, "127.0.1.1\t%s # container-machine\n", mname);
         assert_non_null(strstr(out, hline));
         free(out);
+        char *run[] = {(char *)"sh", (char *)"-c", (char *)"grep -c ' /run tmpfs ' /proc/mounts", NULL};
+        assert_int_equal(run_in(0, 0, run, &out, NULL), 0);
+        assert_string_equal(out, "1\n");
+        free(out);
         char *ro[] = {(char *)"sh", (char *)"-c", (char *)"echo 1 > /proc/sys/kernel/sysrq", NULL};
         assert_int_not_equal(run_in(0, 0, ro, NULL, NULL), 0);
 

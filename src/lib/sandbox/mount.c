@@ -434,6 +434,23 @@ static int setup_proc(int root, bool own_netns, const char **step) {
         return 0;
 }
 
+/* A fresh /run at every boot, as on a real machine (and as nspawn does): pid files and
+ * sockets of the last boot must not survive in the persistent upper dir. An image whose /run
+ * is a symlink (to /var/run) keeps it. */
+static int setup_run(int root, const char **step) {
+        *step = "mount /run";
+        if (mkdirat(root, "run", 0755) == 0)
+                (void)fchmodat(root, "run", 0755, 0);
+        _cleanup_close_ int dir = openat(root, "run", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dir < 0)
+                return errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
+        static const char *const opts[] = {"mode", "0755", "size", "20%", "nr_inodes", "400k", NULL};
+        _cleanup_close_ int mnt = new_fs("tmpfs", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        if (mnt < 0)
+                return mnt;
+        return attach(mnt, dir, "");
+}
+
 static int setup_sys(int root, bool have_cgroup, const char **step) {
         *step = "mount /sys";
         int r = mkdirat(root, "sys", 0555) < 0 && errno != EEXIST ? -errno : 0;
@@ -494,6 +511,8 @@ int sb_setup_mounts_child(const struct sandbox_spec *spec, bool have_cgroup, boo
         if ((r = setup_proc(root, own_netns, step)) < 0)
                 return r;
         if ((r = setup_sys(root, have_cgroup, step)) < 0)
+                return r;
+        if ((r = setup_run(root, step)) < 0)
                 return r;
 
         *step = "pivot_root";
