@@ -36,9 +36,24 @@ container() { "$CLI" "$@"; }
 run container system start
 run container system property set registry.mirrors "http://127.0.0.1:$PORT"
 run container image pull alpine:latest
-run container image pull "127.0.0.1:$PORT/library/debian:12"
 run container image ls
-run container system status
+
+# The machine belongs to whoever creates it: the user who ran sudo, else root.
+AS=()
+if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+        getent group container | grep -qw "$SUDO_USER" || usermod -a -G container "$SUDO_USER"
+        AS=(runuser -u "$SUDO_USER" --)
+        echo "(machine commands run as $SUDO_USER, now in group 'container')"
+fi
+as_user() { step "container $*"; "${AS[@]}" env CONTAINER_RUN="${CONTAINER_RUN:-}" "$CLI" "$@"; }
+"${AS[@]}" "$CLI" machine rm devbox >/dev/null 2>&1 || true
+as_user machine create alpine:latest --name devbox
+as_user machine ls
+as_user machine run -n devbox whoami
+as_user machine run -n devbox pwd
+as_user machine run -n devbox -- sh -c 'cat /proc/1/comm; uname -r; hostname'
+as_user machine stop devbox
+as_user machine ls
 echo
+echo "Try: container machine run -n devbox        (a login shell, as yourself)"
 echo "The registry keeps running at 127.0.0.1:$PORT (stop it: tests/fixtures/registry.sh stop $REGDIR)."
-echo "Machines ('container machine create alpine:latest') arrive with the next milestone."
