@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "sandbox/sandbox-internal.h"
+#include "util/fs.h"
 #include "util/macro.h"
 
 int sb_openat_root(int root_fd, const char *path, int flags, mode_t mode) {
@@ -41,35 +42,7 @@ int sb_read_file(int root_fd, const char *path, size_t max, char **ret) {
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EINVAL;
-        if (max == 0)
-                max = 16u << 20;
-        size_t cap = 4096, len = 0;
-        _cleanup_free_ char *buf = malloc(cap + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                if (len == cap) {
-                        if (cap >= max)
-                                return -EFBIG;
-                        cap = cap * 2 > max ? max : cap * 2;
-                        char *n = realloc(buf, cap + 1);
-                        if (!n)
-                                return -ENOMEM;
-                        buf = n;
-                }
-                ssize_t r = read(fd, buf + len, cap - len);
-                if (r < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (r == 0)
-                        break;
-                len += (size_t)r;
-        }
-        buf[len] = 0;
-        *ret = TAKE_PTR(buf);
-        return 0;
+        return fs_read_fd(fd, max ? max : 16u << 20, ret, NULL);
 }
 
 static int split_path(const char *path, char *dir, size_t dirsz, const char **base) {

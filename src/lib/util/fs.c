@@ -58,12 +58,9 @@ int fs_write_atomic(int dirfd, const char *name, const void *data, size_t len, m
         return fs_fsync_dir(dirfd, ".");
 }
 
-int fs_read_all(int dirfd, const char *name, size_t max, char **ret, size_t *ret_len) {
+int fs_read_fd(int fd, size_t max, char **ret, size_t *ret_len) {
         if (max == 0)
                 max = 64u << 20;
-        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
         size_t cap = 4096, len = 0;
         _cleanup_free_ char *buf = malloc(cap + 1);
         if (!buf)
@@ -93,6 +90,13 @@ int fs_read_all(int dirfd, const char *name, size_t max, char **ret, size_t *ret
                 *ret_len = len;
         *ret = TAKE_PTR(buf);
         return 0;
+}
+
+int fs_read_all(int dirfd, const char *name, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return fs_read_fd(fd, max, ret, ret_len);
 }
 
 int fs_mkdir_p(int dirfd, const char *path, mode_t mode) {

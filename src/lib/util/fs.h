@@ -6,7 +6,8 @@
 
 /* Write data to dirfd/name atomically: temp file, fsync, rename, fsync dir. */
 int fs_write_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
-/* Read a whole file (max bytes, 0 = 64 MiB) into a NUL-terminated buffer. */
+/* Read a whole file (max bytes, 0 = 64 MiB) into a NUL-terminated buffer; -EFBIG past max. */
+int fs_read_fd(int fd, size_t max, char **ret, size_t *ret_len);
 int fs_read_all(int dirfd, const char *name, size_t max, char **ret, size_t *ret_len);
 /* mkdir -p relative to dirfd (absolute paths ignore dirfd). */
 int fs_mkdir_p(int dirfd, const char *path, mode_t mode);
