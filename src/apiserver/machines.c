@@ -18,6 +18,7 @@
 
 #include "machine/hostprobe.h"
 #include "machine/machine.h"
+#include "net/settings.h"
 #include "proto/session.h"
 #include "sandbox/sandbox.h"
 #include "server.h"
@@ -596,7 +597,72 @@ static char *random_id(void) {
 
 /* ---- methods ---- */
 
+/* ROOT/network.json: the address allocator's state. */
+static char *ipam_state(struct server *srv) {
+        char *p = NULL;
+        if (asprintf(&p, "%s/network.json", srv->root) < 0)
+                return NULL;
+        return p;
+}
+
+/* The machine's address, before it exists: refused (nothing made) when the subnet overlaps a
+ * route of this namespace that is not our bridge's, or when it is full. 0 with *ret_ip NULL
+ * when networking is off. */
+static int allocate_address(struct server *srv, const char *name, char **ret_ip, struct cm_error **err) {
+        struct net_settings ns;
+        pthread_mutex_lock(&srv->lock);
+        int r = net_settings_from_config(srv->config, &ns, err);
+        pthread_mutex_unlock(&srv->lock);
+        if (r < 0)
+                return r;
+        *ret_ip = NULL;
+        if (!ns.enabled)
+                return 0;
+        r = net_subnet_check_free(ns.subnet, ns.bridge, err);
+        if (r < 0) {
+                cm_error_prefix(err, "cannot give container machine %s an address in network.subnet %s", name,
+                                ns.subnet);
+                return r;
+        }
+        _cleanup_free_ char *state = ipam_state(srv);
+        if (!state)
+                return cm_error_set(err, ENOMEM, "out of memory");
+        char ip[INET_ADDRSTRLEN];
+        r = ipam_allocate(state, ns.subnet, name, ip, err);
+        if (r < 0) {
+                cm_error_prefix(err, "cannot create container machine %s", name);
+                return r;
+        }
+        *ret_ip = strdup(ip);
+        return *ret_ip ? 0 : cm_error_set(err, ENOMEM, "out of memory");
+}
+
+static void release_address(struct server *srv, const char *name) {
+        _cleanup_free_ char *state = ipam_state(srv);
+        _cleanup_error_ struct cm_error *e = NULL;
+        if (state && ipam_release(state, name, &e) < 0)
+                fprintf(stderr, "apiserver: release the address of %s: %s\n", name,
+                        e && e->message ? e->message : "error");
+}
+
+static int create_machine(struct request *req, json_t *params, json_t **ret, bool *ip_held, struct cm_error **err);
+
+/* An address taken for a create that fails goes back (unless another create of the same name
+ * won the race: the address, allocated by name, is that machine's). */
 static int m_create(struct request *req, json_t *params, json_t **ret, struct cm_error **err) {
+        bool ip_held = false;
+        int r = create_machine(req, params, ret, &ip_held, err);
+        if (r < 0 && ip_held) {
+                const char *pname = param_str(params, "name");
+                _cleanup_free_ char *name = pname && *pname ? strdup(pname)
+                                                           : machine_name_from_image(param_str(params, "image"));
+                if (name && !machine_exists(req->srv, name))
+                        release_address(req->srv, name);
+        }
+        return r;
+}
+
+static int create_machine(struct request *req, json_t *params, json_t **ret, bool *ip_held, struct cm_error **err) {
         struct server *srv = req->srv;
         const char *image = param_str(params, "image");
         if (!image || !*image)
@@ -664,6 +730,10 @@ static int m_create(struct request *req, json_t *params, json_t **ret, struct cm
         r = owner_of(req, &c->owner, err);
         if (r < 0)
                 return r;
+        r = allocate_address(srv, name, &c->ip_address, err);
+        if (r < 0)
+                return r;
+        *ip_held = c->ip_address != NULL;
 
         /* the image: pulled when the store does not have it */
         const char *platform = param_str(params, "platform");
@@ -747,13 +817,16 @@ static int m_create(struct request *req, json_t *params, json_t **ret, struct cm
         fs_fsync_dir(tfd, ".");
         if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) < 0) {
                 int e = errno;
-                if (e == EEXIST || e == ENOTEMPTY)
+                if (e == EEXIST || e == ENOTEMPTY) {
+                        *ip_held = false;
                         r = cm_error_set(err, CM_EEXISTS, "container machine already exists: %s", name);
+                }
                 else
                         r = cm_error_set(err, e, "cannot create %s: %s", final, strerror(e));
                 goto fail;
         }
         fs_fsync_dir(AT_FDCWD, mr);
+        *ip_held = false; /* the machine's now: rm frees it */
 
         cur = default_read(srv, req->uid);
         if (json_is_true(json_object_get(params, "setDefault")) || !cur || !machine_exists(srv, cur)) {
@@ -1054,6 +1127,7 @@ static int remove_one(struct request *req, const char *name, struct cm_error **e
         fs_fsync_dir(AT_FDCWD, mr);
         default_forget(srv, name);
         clean_stale_run(srv, name);
+        release_address(srv, name);
         r = fs_rm_rf(AT_FDCWD, gone);
         if (r < 0)
                 return cm_error_set(err, -r, "removing %s: %s", gone, strerror(-r));

@@ -208,7 +208,9 @@ int main(int argc, char **argv) {
 
         fprintf(stderr, "container-apiserver %s: listening on %s, state in %s\n", CM_VERSION, cm_api_socket_path(),
                 root);
+        network_start(&srv);
         server_run(&srv, TAKE_FD(ready[1]));
+        network_shutdown(&srv);
 
         unlink(cm_api_socket_path());
         close(srv.listen_fd);

@@ -50,6 +50,11 @@ extern const struct method machine_methods[];
  * interrupted creates and removals. Called once before serving. */
 void machines_init(struct server *srv);
 
+/* network.c: the machines' DNS forwarder (a thread, stopped by srv->stopping), and at
+ * shutdown the bridge and NAT table go when no machine is attached. */
+void network_start(struct server *srv);
+void network_shutdown(struct server *srv);
+
 /* Streams an event (e.g. progress) to the caller before the response. Steals ev. */
 void request_event(struct request *req, json_t *ev);
 /* Registry options for this caller (mirrors, insecure, credentials). free with

@@ -4,6 +4,7 @@
 #include <sys/utsname.h>
 
 #include "machine/hostprobe.h"
+#include "net/settings.h"
 #include "server.h"
 #include "util/config.h"
 #include "util/json.h"
@@ -101,6 +102,9 @@ static int m_property_set(struct request *req, json_t *params, json_t **ret, str
         pthread_mutex_lock(&srv->lock);
         json_t *copy = json_deep_copy(srv->config);
         int r = cm_config_set(copy, key, value, err);
+        struct net_settings ns;
+        if (r >= 0 && strncmp(key, "network.", 8) == 0)
+                r = net_settings_from_config(copy, &ns, err); /* "none" or a usable subnet and name */
         if (r >= 0)
                 r = cm_config_save(srv->root, copy, err);
         if (r >= 0) {

@@ -365,6 +365,7 @@ int main(int argc, char **argv) {
                 .state = "starting",
                 .ready_fd = -1,
                 .boot_deadline_ms = -1,
+                .netns_fd = -1,
         };
         int c;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
@@ -456,6 +457,7 @@ int main(int argc, char **argv) {
                         sandbox_free(rt.sb);
                         rt.sb = NULL;
                 }
+                machine_net_down(&rt);
                 remove_run_files(&rt);
                 return 1;
         }
@@ -481,6 +483,7 @@ int main(int argc, char **argv) {
         console_pump(&rt);
         sandbox_free(rt.sb);
         rt.sb = NULL;
+        machine_net_down(&rt);
         if (rt.listen_fd >= 0)
                 close(rt.listen_fd);
         remove_run_files(&rt);

@@ -140,6 +140,9 @@ int machine_boot(struct runtime *rt, struct cm_error **err) {
         /* A runtime that crashed may have left its mounts: we hold the lock, so clean them. */
         (void)sandbox_cleanup_stale(rt->name, rootfs);
 
+        if ((r = machine_net_up(rt, err)) < 0)
+                return r;
+
         struct sandbox_spec spec = {
                 .name = c->name ? c->name : rt->name,
                 .machine_id = c->id,
@@ -160,8 +163,8 @@ int machine_boot(struct runtime *rt, struct cm_error **err) {
                 .home = home_of(c->home_mount),
                 .cpus = c->cpus,
                 .memory = c->memory,
-                .ip_address = c->ip_address,
-                .netns_path = NULL,
+                .ip_address = rt->net_up ? c->ip_address : NULL,
+                .netns_path = rt->netns_fd >= 0 ? rt->netns_path : NULL,
                 .console_fd = rt->console_slave,
                 .provision = !c->provisioned,
         };

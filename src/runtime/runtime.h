@@ -3,7 +3,8 @@
  *
  *   main.c      arguments, lock, state files, readiness, the event loop, shutdown
  *   ns.c        the machine itself: sandbox spec from the config, console pty and log
- *   sessions.c  session connections: authorization, policy, relaying a process */
+ *   sessions.c  session connections: authorization, policy, relaying a process
+ *   network.c   the machine's network namespace, veth and the host side's bridge/NAT */
 #pragma once
 
 #include <stdbool.h>
@@ -11,6 +12,7 @@
 #include <sys/types.h>
 
 #include "machine/machine.h"
+#include "net/settings.h"
 #include "proto/session.h"
 #include "sandbox/sandbox.h"
 
@@ -48,6 +50,13 @@ struct runtime {
         int ready_fd;
         pid_t boot_wait_pid;
         int64_t boot_deadline_ms; /* -1: not waiting */
+
+        /* network (network.c) */
+        struct net_settings net;
+        int netns_fd;                    /* -1: the sandbox makes a namespace with lo only */
+        char netns_path[64];             /* /proc/self/fd/N */
+        char host_ifname[NET_IFNAME_MAX];
+        bool net_up;                     /* veth made, bridge/NAT ensured: undo at the end */
 };
 
 void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -60,6 +69,12 @@ void machine_stop(struct runtime *rt, unsigned timeout);
 /* systemd reports its boot finished through `systemctl is-system-running --wait`; other inits
  * have no such notion. Returns the waiter's pid, or 0 when there is nothing to wait for. */
 pid_t machine_boot_wait(struct runtime *rt);
+
+/* network.c *//* Before sandbox_start: the namespace and the link, when the machine has an address and
+ * networking is on (else nothing: rt->netns_fd stays -1). */
+int machine_net_up(struct runtime *rt, struct cm_error **err);
+/* After the machine is gone (and on a failed boot): veth, NAT table when unused, namespace. */
+void machine_net_down(struct runtime *rt);
 
 /* sessions.c */
 void conn_accept(struct runtime *rt);
