@@ -7,7 +7,8 @@ Imported by conftest.py (``from fixtures_images import *``). Fixtures:
   registry       (session) "127.0.0.1:PORT" of an anonymous registry holding every test
                  image (library/busybox:latest, library/alpine:latest, library/debian:12,
                  library/debian:13, test/multilayer:latest, test/busybox-zstd:latest,
-                 test/multiarch:latest, test/docker-busybox:latest, library/webstack:latest).
+                 test/multiarch:latest, test/docker-busybox:latest, library/webstack:latest,
+                 library/debian-sysvinit:12, library/debian-openrc:12).
   auth_registry  (session) AuthRegistry(address, username, password): the same images on a
                  registry that requires basic auth. str(auth_registry) is the address.
   test_user      (session) User "cmtest", member of group "container".
@@ -53,6 +54,8 @@ IMAGE_REPOS = {
     "test/multiarch": ["latest"],
     "test/docker-busybox": ["latest"],
     "library/webstack": ["latest"],
+    "library/debian-sysvinit": ["12"],
+    "library/debian-openrc": ["12"],
 }
 
 

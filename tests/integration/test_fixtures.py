@@ -17,7 +17,8 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 ALL_MANIFESTS = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST,
                  "application/vnd.docker.distribution.manifest.list.v2+json"]
-LAYOUTS = ["busybox", "debian", "multilayer", "busybox-zstd", "multiarch", "webstack"]
+LAYOUTS = ["busybox", "debian", "multilayer", "busybox-zstd", "multiarch", "webstack", "sysvinit",
+           "openrc"]
 
 
 @pytest.fixture
@@ -58,6 +59,11 @@ def test_image_configs(images):
         assert deb["config"]["Cmd"] == ["/sbin/init"]
         assert "container=oci" in deb["config"]["Env"]
         assert deb["config"]["StopSignal"] == "SIGRTMIN+3"
+    for name in ("sysvinit", "openrc"):
+        cfg = json.loads(skopeo("inspect", "--config", f"oci:{images / name}:latest"))["config"]
+        assert cfg["Cmd"] == ["/sbin/init"]
+        assert "container=oci" in cfg["Env"]
+        assert "StopSignal" not in cfg  # the runtime uses the init's own shutdown
     ml = json.loads(skopeo("inspect", "--raw", f"oci:{images / 'multilayer'}:latest"))
     assert len(ml["layers"]) == 4  # busybox + 3
 
@@ -68,7 +74,7 @@ def test_cached_rebuild_is_a_no_op(images):
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert "building" not in p.stdout, p.stdout
-    assert p.stdout.count("up to date") == 7, p.stdout
+    assert p.stdout.count("up to date") == 9, p.stdout
     assert time.monotonic() - t < 10
 
 
@@ -184,6 +190,51 @@ def test_webstack_image(registry, images):
     assert found == {"usr/sbin/apache2": "file", "usr/sbin/mariadbd": "file",
                      "usr/sbin/init": "symlink"}
     assert man_pages == []  # dpkg path-exclude keeps the image small
+
+
+@pytest.mark.parametrize("name,repo,init", [("sysvinit", "library/debian-sysvinit", None),
+                                             ("openrc", "library/debian-openrc", "openrc-init")])
+def test_rc_images(registry, images, scratch, name, repo, init):
+    """debian-sysvinit:12 boots sysvinit's own /sbin/init with sysv-rc; debian-openrc:12 has
+    /sbin/init -> openrc-init. Neither has systemd; no gettys in the inittab; no man pages."""
+    index = json.loads((images / name / "index.json").read_text())
+    _, headers, _ = registry_get(registry, f"/v2/{repo}/manifests/12", accept=ALL_MANIFESTS,
+                                 method="HEAD")
+    assert headers.get("Docker-Content-Digest") == index["manifests"][0]["digest"]
+    subprocess.run(["umoci", "raw", "unpack", "--image", f"{images / name}:latest",
+                    scratch / "root"], check=True, capture_output=True)
+    root = scratch / "root"
+    sbin_init = root / "usr/sbin/init"  # /sbin -> usr/sbin
+    dpkg = ["chroot", root, "dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n"]
+    status = dict(l.split() for l in subprocess.run(
+        dpkg + ["systemd", "systemd-sysv", "sysvinit-core", "openrc"],
+        capture_output=True, text=True).stdout.splitlines())
+    assert status.get("systemd", "not-installed") == "not-installed"
+    assert status.get("systemd-sysv", "not-installed") == "not-installed"
+    assert not (root / "lib/systemd/systemd").exists()
+    assert not list((root / "usr/share/man").rglob("*.gz"))
+    if init is None:
+        assert sbin_init.is_file() and not sbin_init.is_symlink()
+        owner = subprocess.run(["chroot", root, "dpkg-query", "-S", "/sbin/init"],
+                               capture_output=True, text=True, check=True).stdout
+        assert owner.startswith("sysvinit-core:")
+        assert status["sysvinit-core"] == "installed"
+        assert (root / "usr/sbin/telinit").is_symlink()  # the runtime's sysvinit detection
+        # sysv-rc: /etc/init.d/rc -> /lib/init/rc (absolute: resolved inside the root)
+        assert os.readlink(root / "etc/init.d/rc") == "/lib/init/rc"
+        assert (root / "usr/lib/init/rc").is_file() and (root / "etc/rc2.d").is_dir()
+        inittab = (root / "etc/inittab").read_text().splitlines()
+        assert not [l for l in inittab if "getty" in l and not l.startswith("#")]
+        assert "si::sysinit:/etc/init.d/rcS" in inittab
+        assert "pf::powerwait:/sbin/shutdown -h now" in inittab
+        assert not list((root / "etc/rc0.d").glob("K*umountroot"))
+    else:
+        assert os.readlink(sbin_init) == init
+        assert (root / "usr/sbin" / init).is_file()
+        assert (root / "usr/sbin/openrc").is_file() and (root / "etc/init.d/rc").is_file()
+        assert status["openrc"] == "installed"
+        assert status.get("sysvinit-core", "not-installed") == "not-installed"
+        assert 'rc_sys="lxc"' in (root / "etc/rc.conf").read_text().splitlines()
 
 
 def test_multilayer_roundtrip_unpacks_as_expected(registry, scratch):
