@@ -55,11 +55,12 @@ static int m_status(struct request *req, json_t *params, json_t **ret, struct cm
         pthread_mutex_lock(&srv->lock);
         json_t *subnet = cm_config_get(srv->config, "network.subnet");
         json_t *bridge = cm_config_get(srv->config, "network.bridge");
+        json_t *mode = cm_config_get(srv->config, "network.mode");
         pthread_mutex_unlock(&srv->lock);
-        *ret = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:o,s:s,s:{s:o,s:o}}", "status", "running", "version", CM_VERSION,
+        *ret = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:o,s:s,s:{s:o,s:o,s:o}}", "status", "running", "version", CM_VERSION,
                          "root", srv->root, "run", srv->run, "pid", (json_int_t)getpid(), "startedAt",
                          (json_int_t)srv->started, "runtimes", system_runtimes(), "hostKernel", u.release, "network",
-                         "subnet", subnet, "bridge", bridge);
+                         "subnet", subnet, "bridge", bridge, "mode", mode);
         return 0;
 }
 

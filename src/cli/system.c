@@ -226,7 +226,11 @@ static int system_status(int argc, char **argv) {
         printf("run: %s\n", json_get_str(st, "run"));
         printf("host kernel: %s\n", json_get_str(st, "hostKernel"));
         printf("default kernel: none (the vm runtime is not built yet)\n");
-        printf("network: %s on %s\n", json_get_str(net, "subnet"), json_get_str(net, "bridge"));
+        const char *mode = json_get_str(net, "mode");
+        if (mode && streq(mode, "none"))
+                printf("network: none (network.mode=none: machines have lo only)\n");
+        else
+                printf("network: %s on %s\n", json_get_str(net, "subnet"), json_get_str(net, "bridge"));
         print_runtimes(st);
         return 0;
 }

@@ -90,7 +90,7 @@ class Container:
         self.run("system", "start", "--root", self.root, check=True, timeout=60)
         # No machine network (bridge, NAT) in the host's namespace: only test_network.py,
         # inside a namespace of its own, turns it on.
-        self.run("system", "property", "set", "network.subnet", "none", check=True)
+        self.run("system", "property", "set", "network.mode", "none", check=True)
 
     def apiserver_pid(self):
         try:

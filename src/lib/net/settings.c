@@ -27,7 +27,11 @@ int net_settings_from_config(json_t *cfg, struct net_settings *ret, struct cm_er
         struct net_settings s = {0};
         _cleanup_free_ char *subnet = prop_string(cfg, "network.subnet");
         _cleanup_free_ char *bridge = prop_string(cfg, "network.bridge");
-        if (net_subnet_is_none(subnet)) {
+        _cleanup_free_ char *mode = prop_string(cfg, "network.mode");
+        if (mode && *mode && !streq(mode, "bridge") && !streq(mode, "none"))
+                return cm_error_set(err, CM_EINVALID, "network.mode: invalid value '%s'. Valid options: bridge, none",
+                                    mode);
+        if ((mode && streq(mode, "none")) || net_subnet_is_none(subnet)) {
                 *ret = s;
                 return 0;
         }

@@ -1,8 +1,9 @@
-/* The machines' network as the system configuration describes it (network.subnet,
- * network.bridge), read the same way by the apiserver and the runtime. network.subnet "none"
- * (or empty) turns machine networking off: machines get no address and a private network
- * namespace with lo only (as before networking existed; the integration tests that run the
- * apiserver in the host's namespace use this so that no bridge is ever made there). */
+/* The machines' network as the system configuration describes it (network.mode,
+ * network.subnet, network.bridge), read the same way by the apiserver and the runtime.
+ * network.mode "none" (or network.subnet "none") turns machine networking off: machines get no
+ * address and a private network namespace with lo only (as before networking existed; the
+ * integration tests that run the apiserver in the host's namespace set it so that no bridge
+ * or NAT table is ever made there). */
 #pragma once
 
 #include <jansson.h>

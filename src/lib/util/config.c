@@ -17,8 +17,10 @@ const struct cm_property cm_properties[] = {
         { "machine.runtime", "string", "auto", "default runtime of new machines: auto, vm or ns" },
         { "machine.cpus", "int", "0", "default CPUs of new machines (0 = automatic)" },
         { "machine.memory", "string", "", "default memory of new machines (empty = automatic)" },
-        { "network.subnet", "string", "192.168.64.0/24", "IPv4 subnet of the machines' bridge (none: no network, lo only)" },
+        { "network.subnet", "string", "192.168.64.0/24", "IPv4 subnet of the machines' bridge" },
         { "network.bridge", "string", "container0", "name of the machines' bridge" },
+        { "network.mode", "string", "bridge",
+          "bridge: machines get an address on the bridge; none: no network (lo only, no address)" },
         { NULL, NULL, NULL, NULL },
 };
 

@@ -21,11 +21,12 @@ int fs_write_atomic(int dirfd, const char *name, const void *data, size_t len, m
         char tmp[PATH_MAX];
         const char *slash = strrchr(name, '/');
         int n;
+        /* per thread, not per process: the apiserver's threads write the same files at once */
         if (slash)
                 n = snprintf(tmp, sizeof tmp, "%.*s/.#%s.%ld.tmp", (int)(slash - name), name, slash + 1,
-                             (long)getpid());
+                             (long)gettid());
         else
-                n = snprintf(tmp, sizeof tmp, ".#%s.%ld.tmp", name, (long)getpid());
+                n = snprintf(tmp, sizeof tmp, ".#%s.%ld.tmp", name, (long)gettid());
         if (n < 0 || (size_t)n >= sizeof tmp)
                 return -ENAMETOOLONG;
         _cleanup_close_ int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
