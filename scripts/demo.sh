@@ -13,6 +13,15 @@ fi
 CLI=$(realpath "$BUILD/src/cli/container")
 export CONTAINER_APISERVER=$(realpath "$BUILD/src/apiserver/container-apiserver")
 IMAGES=${CM_TEST_IMAGES:-/var/cache/container-machine-test/images}
+# The demo's apiserver, registry and machines live in a network namespace of their own
+# (cm-demo): its bridge, NAT and DNS forwarder can reach nothing outside this host.
+# CM_DEMO_NETNS= (empty) runs them in the host's namespace instead.
+NETNS=${CM_DEMO_NETNS-cm-demo}
+IN=()
+if [ -n "$NETNS" ]; then
+        ip netns list | grep -qw "$NETNS" || { ip netns add "$NETNS"; ip -n "$NETNS" link set lo up; }
+        IN=(nsenter "--net=/run/netns/$NETNS")
+fi
 REGDIR=${CM_DEMO_REGISTRY:-/var/lib/container-demo-registry}
 PORT=${CM_DEMO_PORT:-5000}
 
@@ -24,15 +33,16 @@ tests/fixtures/build-images.sh "$IMAGES" | sed 's/^/   /'
 
 mkdir -p "$REGDIR"
 tests/fixtures/registry.sh stop "$REGDIR" >/dev/null 2>&1 || true
+"$CLI" system stop --machines >/dev/null 2>&1 || true   # an earlier run may have started it in another netns
 # another registry may already listen on 5000: take the next free port
-while /usr/bin/python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$PORT" 2>/dev/null; [ $? -ne 0 ]; do
+while "${IN[@]}" /usr/bin/python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$PORT" 2>/dev/null; [ $? -ne 0 ]; do
         PORT=$((PORT + 1))
 done
 echo "== serving them from a local registry on 127.0.0.1:$PORT"
-CM_TEST_IMAGES=$IMAGES tests/fixtures/registry.sh start "$REGDIR" "$PORT" | sed 's/^/   /'
-CM_TEST_IMAGES=$IMAGES tests/fixtures/registry.sh push "$REGDIR" "$PORT" | sed 's/^/   /'
+CM_TEST_IMAGES=$IMAGES "${IN[@]}" tests/fixtures/registry.sh start "$REGDIR" "$PORT" | sed 's/^/   /'
+CM_TEST_IMAGES=$IMAGES "${IN[@]}" tests/fixtures/registry.sh push "$REGDIR" "$PORT" | sed 's/^/   /'
 
-container() { "$CLI" "$@"; }
+container() { "${IN[@]}" "$CLI" "$@"; }
 run container system start
 run container system property set registry.mirrors "http://127.0.0.1:$PORT"
 run container image pull alpine:latest
@@ -56,4 +66,5 @@ as_user machine stop devbox
 as_user machine ls
 echo
 echo "Try: container machine run -n devbox        (a login shell, as yourself)"
-echo "The registry keeps running at 127.0.0.1:$PORT (stop it: tests/fixtures/registry.sh stop $REGDIR)."
+echo "The registry keeps running at 127.0.0.1:$PORT${NETNS:+ in network namespace $NETNS} (stop it: tests/fixtures/registry.sh stop $REGDIR)."
+[ -z "$NETNS" ] || echo "Machine IPs are reachable from that namespace: sudo nsenter --net=/run/netns/$NETNS curl http://<IP>/"
