@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -228,10 +229,13 @@ def test_pwd_inside_and_outside_home(machine):
     if m.who == "user":
         for d in (sub, sub.parent):
             os.chown(d, m.user.uid, m.user.gid)
-    p = m.run("pwd", cwd=str(sub))
-    assert p.stdout == f"{sub}\n", p.stderr
-    p = m.run("pwd", cwd="/tmp")
-    assert p.stdout == f"{m.home}\n", p.stderr
+    try:
+        p = m.run("pwd", cwd=str(sub))
+        assert p.stdout == f"{sub}\n", p.stderr
+        p = m.run("pwd", cwd="/tmp")
+        assert p.stdout == f"{m.home}\n", p.stderr
+    finally:
+        shutil.rmtree(sub.parent, ignore_errors=True)
 
 
 def test_home_shared_both_ways_same_owner(machine):
