@@ -5,7 +5,10 @@
  * vanish when it exits, and no packet leaves them.
  *
  *   net-bench [RUNS]     (as root)  -> one line per path and measure: median of RUNS runs,
- *                                     and the time a machine's link takes to come up and go */
+ *                                     and the time a machine's link takes to come up and go
+ *   net-bench serve IP PORT                 servers on IP, ports PORT..PORT+2, in the caller's
+ *                                           namespace (for bench/machine-net.sh, inside a machine)
+ *   net-bench client NAME IP PORT RUNS      the three measures against them, one line */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -221,7 +224,36 @@ static void check(int r, struct cm_error *e, const char *what) {
         }
 }
 
+/* bench/machine-net.sh: the servers inside a running machine's namespace (entered by nsenter
+ * before exec), and the client from the bridge's side, as separate processes. */
+static _Noreturn void serve_only(const char *ip, uint16_t base) {
+        servers_start(-1, ip, base);
+        printf("ready\n");
+        fflush(stdout);
+        for (;;)
+                pause();
+}
+
+static int client_only(const char *name, const char *ip, uint16_t base, int runs) {
+        double c[64], rr[64], g[64];
+        close(dial(ip, (uint16_t)(base + ECHO)));
+        for (int r = 0; r < runs; r++) {
+                c[r] = bench_connect(ip, (uint16_t)(base + ACCEPT_CLOSE));
+                rr[r] = bench_rr(ip, (uint16_t)(base + ECHO));
+                g[r] = bench_bulk(ip, (uint16_t)(base + SINK));
+        }
+        printf("  %-20s %12.1f %14.1f %12.2f\n", name, median(c, (size_t)runs), median(rr, (size_t)runs),
+               median(g, (size_t)runs));
+        return 0;
+}
+
 int main(int argc, char **argv) {
+        if (argc == 4 && streq(argv[1], "serve"))
+                serve_only(argv[2], (uint16_t)atoi(argv[3]));
+        if (argc == 6 && streq(argv[1], "client")) {
+                int n = atoi(argv[5]);
+                return client_only(argv[2], argv[3], (uint16_t)atoi(argv[4]), n < 1 || n > 64 ? 5 : n);
+        }
         int runs = argc > 1 ? atoi(argv[1]) : 5;
         if (runs < 1 || runs > 64)
                 runs = 5;
