@@ -84,7 +84,8 @@ static bool owner_of_address(struct server *srv, struct in_addr src, uid_t *ret)
 /* ---- forwarding ---- */
 
 struct forward {
-        int fd; /* a dup of the listening socket */
+        int fd;              /* a dup of the listening socket */
+        struct in_addr self; /* our own address: never forward to ourselves */
         struct sockaddr_in client;
         size_t len;
         uint8_t msg[];
@@ -126,7 +127,8 @@ static void *forward_thread(void *arg) {
         int n = dns_upstreams_read("/etc/resolv.conf", ups, UPSTREAMS_MAX);
         bool done = false;
         for (int i = 0; i < n && !done; i++)
-                done = forward_one(f, &ups[i]);
+                if (ups[i].sin_addr.s_addr != f->self.s_addr)
+                        done = forward_one(f, &ups[i]);
         if (!done)
                 reply_error(f->fd, &f->client, f->msg, f->len, DNS_RCODE_SERVFAIL);
         close(f->fd);
@@ -134,6 +136,8 @@ static void *forward_thread(void *arg) {
         atomic_fetch_sub(&forwards_in_flight, 1);
         return NULL;
 }
+
+static struct in_addr forwarder_addr;
 
 static void forward(int fd, const struct sockaddr_in *client, const uint8_t *msg, size_t len) {
         if (atomic_fetch_add(&forwards_in_flight, 1) >= FORWARD_MAX) {
@@ -147,6 +151,7 @@ static void forward(int fd, const struct sockaddr_in *client, const uint8_t *msg
         pthread_t th;
         if (f && dfd >= 0 && pthread_attr_init(&attr) == 0) {
                 f->fd = dfd;
+                f->self = forwarder_addr;
                 f->client = *client;
                 f->len = len;
                 memcpy(f->msg, msg, len);
@@ -248,6 +253,7 @@ static void *dns_main(void *arg) {
                         fd = bind_gateway(&ns);
                         if (fd >= 0) {
                                 bound = ns.gateway_addr;
+                                forwarder_addr = bound;
                                 warned = false;
                                 fprintf(stderr, "apiserver: DNS for machines on %s:%d\n", ns.gateway, DNS_PORT);
                         } else if (!warned) {
