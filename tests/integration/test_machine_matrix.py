@@ -410,7 +410,11 @@ def test_stop_fast_and_state_persists(machine):
     assert p.stdout == f"{m.name}\n", p.stderr
     if m.kind in ("systemd", "sysvinit", "openrc"):   # the init's own shutdown ran
         p = m.run("cat", "/etc/cm-matrix-stopped")
-        assert p.stdout == "stopped\n", f"{m.kind}: no graceful shutdown? {p.stderr}"
+        if p.stdout != "stopped\n":
+            log = m.c.root / "machines" / m.name / "console.log"
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no console.log)"
+            pytest.fail(f"{m.kind}: the service's stop action did not run at stop: {p.stderr}\n"
+                        f"console.log (tail):\n{tail}", pytrace=False)
     m.wait_ready()
     if m.kind == "systemd":
         p = m.run("systemctl", "is-active", "cmmatrix.service")
