@@ -372,6 +372,28 @@ def test_invalid_network_properties(net):
     assert c.ok("system", "property", "get", "network.subnet").strip() == "192.168.64.0/24"
 
 
+def test_mode_none_gives_lo_only(net):
+    """network.mode none (what the host-namespace tests use): no address, no veth, lo only;
+    machines made before keep their address."""
+    c, ns = net, net.netns
+    c.ok("machine", "create", "busybox:latest", "--no-boot", "--name", "had-ip")
+    set_prop(c, "network.mode", "none")
+    try:
+        before = ns.veths()
+        c.ok("machine", "create", "busybox:latest", "--name", "no-ip")
+        line = next(l for l in c.ok("machine", "ls").splitlines() if l.startswith("no-ip "))
+        assert line.split()[3] == "-"
+        assert json.loads(c.ok("machine", "inspect", "no-ip"))[0]["ipAddress"] is None
+        links = mrun(c, "no-ip", "ip", "-o", "link", root=True).stdout
+        assert re.findall(r"^\d+: ([^:@]+)", links, re.M) == ["lo"], links
+        assert ns.veths() == before
+        assert "no-ip" not in allocations(c)
+        assert ls_ips(c)["had-ip"]
+    finally:
+        set_prop(c, "network.mode", "bridge")
+        rm(c, "no-ip", "had-ip")
+
+
 # ------------------------------------------------------------------ shutdown
 
 
