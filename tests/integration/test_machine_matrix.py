@@ -85,8 +85,10 @@ class M:
         if self.kind == "openrc":
             # openrc-init runs the runlevels in the background: wait until the default
             # runlevel is reached and nothing is still starting
+            # (no `openrc` process left: the runlevel runner has finished)
             check = ('test "$(cat /run/openrc/softlevel 2>/dev/null)" = default && '
-                     'test -z "$(ls -A /run/openrc/starting 2>/dev/null)"')
+                     'test -z "$(ls -A /run/openrc/starting 2>/dev/null)" && '
+                     '! cat /proc/[0-9]*/comm 2>/dev/null | grep -qx openrc')
             deadline = time.monotonic() + 60
             while self.run("sh", "-c", check).returncode != 0:
                 if time.monotonic() > deadline:
@@ -398,6 +400,9 @@ def test_stop_fast_and_state_persists(machine):
                        input=script)
         assert p.returncode == 0, p.stdout + p.stderr
         assert m.run("cat", "/etc/cm-matrix-started").stdout == "started\n"
+        if m.kind == "openrc":
+            p = m.root_run("rc-service", "cmmatrix", "status")
+            assert p.returncode == 0 and "started" in p.stdout, p.stdout + p.stderr
     m.root_run("rm", "-f", "/etc/cm-matrix-stopped", check=True)
     t = time.monotonic()
     p = m.c.run("machine", "stop", m.name, user=m.as_user, timeout=60)
