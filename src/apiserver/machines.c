@@ -465,9 +465,29 @@ static json_t *str_or_null(const char *s) {
 }
 
 /* SPEC's inspect object. */
+/* A runtime killed outright leaves its run directory and an empty cgroup behind, and nothing
+ * is told of its death: whoever looks at the machine next cleans up, unless a start, stop or
+ * rm holds the machine's lock right now (then that one does). */
+static void clean_if_stale(struct server *srv, const char *name) {
+        _cleanup_free_ char *rd = machine_run_dir(srv->run, name);
+        if (!rd || access(rd, F_OK) < 0)
+                return;
+        _cleanup_free_ char *dir = machine_dir(srv->root, name);
+        _cleanup_free_ char *path = NULL;
+        if (!dir || asprintf(&path, "%s/.lock", dir) < 0)
+                return;
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+                return;
+        if (machine_state_read(srv->run, name, NULL) == MACHINE_STOPPED)
+                clean_stale_run(srv, name);
+}
+
 static json_t *machine_view(struct server *srv, const struct machine_config *c) {
         pid_t pid = 0;
         enum machine_state s = machine_state_read(srv->run, c->name, &pid);
+        if (s == MACHINE_STOPPED)
+                clean_if_stale(srv, c->name);
         _cleanup_free_ char *dir = machine_dir(srv->root, c->name);
         unsigned long long du = 0;
         _cleanup_free_ char *upper = NULL;
