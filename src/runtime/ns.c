@@ -165,6 +165,7 @@ int machine_boot(struct runtime *rt, struct cm_error **err) {
                 .memory = c->memory,
                 .ip_address = rt->net_up ? c->ip_address : NULL,
                 .netns_path = rt->netns_fd >= 0 ? rt->netns_path : NULL,
+                .nameserver = rt->net_up ? rt->net.gateway : NULL, /* the apiserver's forwarder */
                 .console_fd = rt->console_slave,
                 .provision = !c->provisioned,
         };

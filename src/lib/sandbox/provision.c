@@ -540,7 +540,7 @@ static int host_nameservers(char **ret) {
         return -ENOENT;
 }
 
-static int update_resolv_conf(int root_fd) {
+static int update_resolv_conf(int root_fd, const struct sandbox_spec *spec) {
         _cleanup_free_ char *old = NULL;
         int r = sb_read_file(root_fd, "/etc/resolv.conf", 1 << 20, &old);
         /* missing, dangling (e.g. into systemd-resolved's /run), or empty: ours to write;
@@ -552,7 +552,10 @@ static int update_resolv_conf(int root_fd) {
         } else if (r < 0 && r != -ENOENT && r != -EINVAL)
                 return r;
         _cleanup_free_ char *data = NULL;
-        if (host_nameservers(&data) < 0)
+        if (spec->nameserver) {
+                if (asprintf(&data, MARK ": the machines' resolver\nnameserver %s\n", spec->nameserver) < 0)
+                        return -ENOMEM;
+        } else if (host_nameservers(&data) < 0)
                 return 0;
         if (old && streq(old, data))
                 return 0;
@@ -598,7 +601,7 @@ int sb_prepare_etc(int root_fd, const struct sandbox_spec *spec, struct cm_error
                 return cm_error_set(err, -r, "write /etc/hosts: %s", strerror(-r));
         if ((r = update_hostname(root_fd, spec)) < 0)
                 return cm_error_set(err, -r, "write /etc/hostname: %s", strerror(-r));
-        if ((r = update_resolv_conf(root_fd)) < 0)
+        if ((r = update_resolv_conf(root_fd, spec)) < 0)
                 return cm_error_set(err, -r, "write /etc/resolv.conf: %s", strerror(-r));
         if ((r = update_machine_id(root_fd, spec)) < 0)
                 return cm_error_set(err, -r, "write /etc/machine-id: %s", strerror(-r));

@@ -36,6 +36,7 @@ struct sandbox_spec {
         uint64_t memory;                /* bytes, 0 = no limit */
         const char *ip_address;         /* NULL: none yet; else written to /etc/hosts with the name */
         const char *netns_path;         /* NULL: a new network namespace with lo only */
+        const char *nameserver;         /* NULL: resolv.conf gets the host's nameservers; else only this one */
         int console_fd;                 /* pty slave: /dev/console and init's stdio */
         bool provision;                 /* run first-boot user provisioning before init */
 };
