@@ -2,9 +2,10 @@
  * the bridge and NAT table at shutdown when no machine uses them.
  *
  * The forwarder is one thread with a UDP socket on the gateway address, port 53, in the
- * apiserver's network namespace (the one the runtimes put the bridge in). It binds once the
- * bridge exists (checked every second, so that nothing is bound in a namespace that has no
- * machines' network) and follows changes of network.subnet. It answers
+ * apiserver's network namespace (the one the runtimes put the bridge in). It binds at start
+ * with IP_FREEBIND, before the bridge (and so the address) exists: a machine's first query,
+ * right after the runtime made the bridge, must find it. With network.mode none nothing is
+ * bound; changes of the network properties are followed within a second. It answers
  *   <name>.machine and the bare <name>, type A: the address of machine <name> when it belongs
  *     to the owner of the querying machine (the query's source address names the machine);
  *     other types of those names: an empty answer; an unknown <name>.machine: NXDOMAIN;
@@ -223,7 +224,7 @@ static int bind_gateway(const struct net_settings *ns) {
                 return -errno;
         int one = 1;
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        /* the bridge may lose and regain its address while we run */
+        /* the gateway address exists only with the bridge, made by the first machine's runtime */
         (void)setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(DNS_PORT), .sin_addr = ns->gateway_addr};
         if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
@@ -244,7 +245,7 @@ static void *dns_main(void *arg) {
                 pthread_mutex_lock(&srv->lock);
                 int r = net_settings_from_config(srv->config, &ns, NULL);
                 pthread_mutex_unlock(&srv->lock);
-                bool want = r >= 0 && ns.enabled && net_bridge_port_count(ns.bridge, NULL) >= 0;
+                bool want = r >= 0 && ns.enabled;
                 if (fd >= 0 && (!want || bound.s_addr != ns.gateway_addr.s_addr)) {
                         close(fd);
                         fd = -1;
