@@ -182,33 +182,7 @@ static void default_forget(struct server *srv, const char *name) {
 /* ---- the runtime process ---- */
 
 static char *find_runtime(void) {
-        const char *env = getenv("CONTAINER_RUNTIME");
-        if (env && *env)
-                return strdup(env);
-        char self[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n > 0) {
-                self[n] = 0;
-                char *slash = strrchr(self, '/');
-                if (slash) {
-                        *slash = 0;
-                        const char *cands[] = { "container-runtime", "../runtime/container-runtime",
-                                                "../libexec/container/container-runtime" };
-                        for (size_t i = 0; i < ELEMENTSOF(cands); i++) {
-                                char *p = NULL;
-                                if (asprintf(&p, "%s/%s", self, cands[i]) < 0)
-                                        return NULL;
-                                if (access(p, X_OK) == 0)
-                                        return p;
-                                free(p);
-                        }
-                }
-        }
-        char *p = NULL;
-        if (asprintf(&p, "%s/container-runtime", CM_LIBEXECDIR) >= 0 && access(p, X_OK) == 0)
-                return p;
-        free(p);
-        return strdup("container-runtime");
+        return cm_find_program("CONTAINER_RUNTIME", "container-runtime", "runtime");
 }
 
 /* A runtime that died leaves its run directory behind, maybe its mounted root and a cgroup

@@ -26,29 +26,7 @@ static const char system_help[] =
 /* The apiserver binary: $CONTAINER_APISERVER, next to this program (installed), in the build
  * tree beside it, or on PATH. */
 static char *find_apiserver(void) {
-        const char *env = getenv("CONTAINER_APISERVER");
-        if (env && *env)
-                return strdup(env);
-        char self[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n > 0) {
-                self[n] = 0;
-                char *slash = strrchr(self, '/');
-                if (slash) {
-                        *slash = 0;
-                        const char *cands[] = { "container-apiserver", "../apiserver/container-apiserver",
-                                                "../libexec/container/container-apiserver" };
-                        for (size_t i = 0; i < ELEMENTSOF(cands); i++) {
-                                char *p = NULL;
-                                if (asprintf(&p, "%s/%s", self, cands[i]) < 0)
-                                        return NULL;
-                                if (access(p, X_OK) == 0)
-                                        return p;
-                                free(p);
-                        }
-                }
-        }
-        return strdup("container-apiserver");
+        return cm_find_program("CONTAINER_APISERVER", "container-apiserver", "apiserver");
 }
 
 static void print_runtimes(json_t *status) {

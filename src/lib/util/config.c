@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/fs.h"
 #include "util/json.h"
@@ -36,6 +37,34 @@ const char *cm_api_socket_path(void) {
         static char buf[PATH_MAX];
         snprintf(buf, sizeof buf, "%s/apiserver.sock", cm_run_dir());
         return buf;
+}
+
+char *cm_find_program(const char *env_var, const char *name, const char *build_subdir) {
+        const char *env = getenv(env_var);
+        if (env && *env)
+                return strdup(env);
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        char *p = NULL;
+        if (n > 0) {
+                self[n] = 0;
+                char *slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = 0;
+                        if (asprintf(&p, "%s/%s", self, name) >= 0 && access(p, X_OK) == 0)
+                                return p;
+                        free(p);
+                        p = NULL;
+                        if (asprintf(&p, "%s/../%s/%s", self, build_subdir, name) >= 0 && access(p, X_OK) == 0)
+                                return p;
+                        free(p);
+                        p = NULL;
+                }
+        }
+        if (asprintf(&p, "%s/%s", CM_LIBEXECDIR, name) >= 0 && access(p, X_OK) == 0)
+                return p;
+        free(p);
+        return strdup(name);
 }
 
 const struct cm_property *cm_property_find(const char *key) {

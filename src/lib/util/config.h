@@ -15,6 +15,11 @@ const char *cm_run_dir(void);
 /* $CONTAINER_RUN/apiserver.sock (static buffer). */
 const char *cm_api_socket_path(void);
 
+/* Finds one of our programs: $ENV_VAR when set, next to the running program (installed),
+ * ../<build_subdir>/NAME beside it (the build tree), the libexec dir, else NAME for a PATH
+ * lookup. Caller frees. */
+char *cm_find_program(const char *env_var, const char *name, const char *build_subdir);
+
 /* Known properties with their types and defaults. */
 struct cm_property {
         const char *key;        /* "registry.mirrors" */
