@@ -415,20 +415,10 @@ int machine_config_save(const char *mdir, const struct machine_config *c, struct
         _cleanup_json_ json_t *j = machine_config_to_json(c);
         if (!j)
                 return cm_error_set(err, ENOMEM, "out of memory");
-        _cleanup_free_ char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
-        if (!s)
-                return cm_error_set(err, ENOMEM, "out of memory");
-        size_t len = strlen(s);
-        char *t = realloc(s, len + 2);
-        if (!t)
-                return cm_error_set(err, ENOMEM, "out of memory");
-        s = t;
-        s[len] = '\n';
-        s[len + 1] = 0;
         _cleanup_close_ int dfd = open(mdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
                 return cm_error_set(err, errno, "cannot open %s: %s", mdir, strerror(errno));
-        int r = fs_write_atomic(dfd, "config.json", s, len + 1, 0644);
+        int r = json_write_atomic(dfd, "config.json", j, 0644);
         if (r < 0)
                 return cm_error_set(err, -r, "cannot write %s/config.json: %s", mdir, strerror(-r));
         return 0;

@@ -99,17 +99,7 @@ int cm_config_load(const char *root, json_t **ret, struct cm_error **err) {
 int cm_config_save(const char *root, json_t *cfg, struct cm_error **err) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/config.json", root);
-        _cleanup_free_ char *s = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
-        if (!s)
-                return cm_error_set(err, ENOMEM, "out of memory");
-        size_t len = strlen(s);
-        char *t = realloc(s, len + 2);
-        if (!t)
-                return cm_error_set(err, ENOMEM, "out of memory");
-        s = t;
-        s[len] = '\n';
-        s[len + 1] = 0;
-        int r = fs_write_atomic(AT_FDCWD, path, s, len + 1, 0644);
+        int r = json_write_atomic(AT_FDCWD, path, cfg, 0644);
         if (r < 0)
                 return cm_error_set(err, -r, "cannot write %s: %s", path, strerror(-r));
         return 0;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/fs.h"
 #include "util/strv.h"
 
 const char *json_get_str(const json_t *obj, const char *key) {
@@ -43,4 +44,18 @@ json_t *json_parse_buf(const char *data, size_t len, char **ret_error) {
                         *ret_error = NULL;
         }
         return j;
+}
+
+int json_write_atomic(int dirfd, const char *name, json_t *j, mode_t mode) {
+        _cleanup_free_ char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+        if (!s)
+                return -ENOMEM;
+        size_t len = strlen(s);
+        char *t = realloc(s, len + 2);
+        if (!t)
+                return -ENOMEM;
+        s = t;
+        s[len] = '\n';
+        s[len + 1] = 0;
+        return fs_write_atomic(dirfd, name, s, len + 1, mode);
 }

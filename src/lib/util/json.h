@@ -2,6 +2,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <sys/types.h>
 
 #include "util/macro.h"
 
@@ -13,5 +14,7 @@ const char *json_get_str(const json_t *obj, const char *key);
 /* Array of strings -> NULL-terminated strv (NULL if not an array of strings). */
 char **json_to_strv(const json_t *arr);
 json_t *json_from_strv(char *const *l);
+/* Writes j (pretty, sorted keys, trailing newline) to dirfd/name atomically. -errno. */
+int json_write_atomic(int dirfd, const char *name, json_t *j, mode_t mode);
 /* Parse with a clear error ("invalid JSON at line L column C: ..."). */
 json_t *json_parse_buf(const char *data, size_t len, char **ret_error);
