@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "proto/session.h"
+#include "util/fs.h"
 
 static int sig_pipe[2] = {-1, -1};
 
@@ -98,16 +99,7 @@ static int window_size(unsigned *rows, unsigned *cols) {
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n) {
-        while (n > 0) {
-                ssize_t w = write(fd, p, n);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0)
-                        return -errno;
-                p += w;
-                n -= (size_t)w;
-        }
-        return 0;
+        return fs_write_all(fd, p, n);
 }
 
 struct client {

@@ -73,17 +73,10 @@ int sb_write_file(int root_fd, const char *path, const char *data, size_t len, m
         _cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
         if (fd < 0)
                 return -errno;
-        const char *p = data;
-        size_t left = len;
-        while (left > 0) {
-                ssize_t w = write(fd, p, left);
-                if (w < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        goto fail;
-                }
-                p += w;
-                left -= (size_t)w;
+        r = fs_write_all(fd, data, len);
+        if (r < 0) {
+                errno = -r;
+                goto fail;
         }
         if (fchown(fd, uid, gid) < 0 || fchmod(fd, mode) < 0 || fsync(fd) < 0)
                 goto fail;

@@ -17,6 +17,21 @@ int fs_fsync_dir(int dirfd, const char *name) {
         return 0;
 }
 
+int fs_write_all(int fd, const void *data, size_t len) {
+        const char *p = data;
+        while (len > 0) {
+                ssize_t w = write(fd, p, len);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += w;
+                len -= (size_t)w;
+        }
+        return 0;
+}
+
 int fs_write_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode) {
         char tmp[PATH_MAX];
         const char *slash = strrchr(name, '/');
@@ -32,19 +47,10 @@ int fs_write_atomic(int dirfd, const char *name, const void *data, size_t len, m
         _cleanup_close_ int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
         if (fd < 0)
                 return -errno;
-        const char *p = data;
-        size_t left = len;
-        while (left > 0) {
-                ssize_t w = write(fd, p, left);
-                if (w < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        int r = -errno;
-                        unlinkat(dirfd, tmp, 0);
-                        return r;
-                }
-                p += w;
-                left -= (size_t)w;
+        int wr = fs_write_all(fd, data, len);
+        if (wr < 0) {
+                unlinkat(dirfd, tmp, 0);
+                return wr;
         }
         if (fchmod(fd, mode) < 0 || fsync(fd) < 0 || renameat(dirfd, tmp, dirfd, name) < 0) {
                 int r = -errno;
@@ -222,16 +228,8 @@ int fs_copy_fd(int in, int out) {
                 }
                 if (r == 0)
                         return 0;
-                char *p = buf;
-                while (r > 0) {
-                        ssize_t w = write(out, p, (size_t)r);
-                        if (w < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                return -errno;
-                        }
-                        p += w;
-                        r -= w;
-                }
+                int wr = fs_write_all(out, buf, (size_t)r);
+                if (wr < 0)
+                        return wr;
         }
 }

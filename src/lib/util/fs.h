@@ -17,5 +17,7 @@ int fs_rm_rf(int dirfd, const char *name);
 int fs_fsync_dir(int dirfd, const char *name);
 /* Bytes really allocated (st_blocks*512) by a tree, not following symlinks. */
 int fs_disk_usage(int dirfd, const char *name, unsigned long long *ret);
+/* Writes all of data (retrying short writes and EINTR); -errno. */
+int fs_write_all(int fd, const void *data, size_t len);
 /* Copy all bytes from fd in to fd out. */
 int fs_copy_fd(int in, int out);
